@@ -1,0 +1,50 @@
+"""``/devices/{id}/commands``: ask a device to act and get its answer; history; cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from tosplus.api.deps import Admin, HubDep
+from tosplus.api.schemas import CommandCreate
+from tosplus.core.commands import FINAL
+
+router = APIRouter(tags=["commands"])
+
+
+@router.post("/devices/{device_id}/commands")
+async def send_command(device_id: str, body: CommandCreate, hub: HubDep, _: Admin, response: Response
+                       ) -> dict[str, Any]:
+    """200 with the final state when the device answered (or failed/timed out); 202 while it is pending."""
+    command = await hub.commands.send(
+        device_id, body.name, body.params, timeout_s=body.timeout_s, persistent=body.persistent,
+        expires_in_s=body.expires_in_s, wait=body.wait,
+    )
+    response.status_code = 200 if command.state in FINAL else 202
+    return command.to_json()
+
+
+@router.get("/devices/{device_id}/commands")
+async def command_history(
+    device_id: str, hub: HubDep, _: Admin, limit: int = Query(default=100, ge=1, le=1000),
+    before: int | None = Query(default=None, description="created_at of the last command of the previous page"),
+) -> dict[str, Any]:
+    hub.registry.device(device_id)
+    return {"items": [c.to_json() for c in await hub.commands.history(device_id, limit, before)]}
+
+
+@router.get("/devices/{device_id}/commands/{command_id}")
+async def get_command(device_id: str, command_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+    command = await hub.commands.get(command_id)
+    if command.device_id != device_id:
+        hub.registry.device(device_id)
+        from tosplus.errors import NotFound
+
+        raise NotFound(f"command '{command_id}' does not exist")
+    return command.to_json()
+
+
+@router.post("/devices/{device_id}/commands/{command_id}/cancel")
+async def cancel_command(device_id: str, command_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+    return (await hub.commands.cancel(device_id, command_id)).to_json()

@@ -1,0 +1,132 @@
+"""``/devices``: creating, listing, changing and deleting devices, their credentials and dead letters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Response
+
+from tosplus.api.deps import Admin, HubDep
+from tosplus.api.schemas import DeviceBulkCreate, DeviceCreate, DeviceUpdate, ProvisionRequest
+from tosplus.core import dead_letters
+from tosplus.core.registry import Device, NewCredentials
+from tosplus.storage import tables as t
+
+if TYPE_CHECKING:
+    from tosplus.app import Hub
+
+router = APIRouter(tags=["devices"])
+
+
+def device_json(hub: Hub, device: Device) -> dict[str, Any]:
+    presence = hub.presence.state(device.id)
+    return {
+        "id": device.id, "product_id": device.product_id, "name": device.name, "labels": device.labels,
+        "enabled": device.enabled, "has_credentials": device.has_credentials, "created_at": device.created_at,
+        "credentials_at": device.credentials_at, "online": presence.online, "last_seen": presence.last_seen,
+        "presence_since": presence.since,
+    }
+
+
+def credentials_json(hub: Hub, created: NewCredentials) -> dict[str, Any]:
+    return {**device_json(hub, created.device), "secret": created.secret}
+
+
+@router.post("/devices", status_code=201)
+async def create_device(body: DeviceCreate, hub: HubDep, _: Admin) -> dict[str, Any]:
+    (created,) = await hub.registry.create_devices(body.product_id, [(body.id, body.name, body.labels)])
+    return credentials_json(hub, created)
+
+
+@router.post("/devices/bulk", status_code=201)
+async def create_devices_in_bulk(body: DeviceBulkCreate, hub: HubDep, _: Admin) -> dict[str, Any]:
+    prefix = body.name_prefix or body.product_id
+    specs = [(None, f"{prefix}-{i + 1}", dict(body.labels)) for i in range(body.count)]
+    created = await hub.registry.create_devices(body.product_id, specs)
+    return {"devices": [{"id": c.device.id, "secret": c.secret, "name": c.device.name} for c in created]}
+
+
+@router.post("/provision", status_code=201, tags=["provisioning"])
+async def provision(body: ProvisionRequest, hub: HubDep) -> dict[str, Any]:
+    """Fleet provisioning: authenticated by the product's provisioning key, not a bearer token."""
+    created = await hub.registry.provision(body.product_id, body.provisioning_key, body.serial)
+    return {**credentials_json(hub, created), "mqtt": {"host": hub.mqtt_host, "port": hub.mqtt_port}}
+
+
+@router.get("/devices")
+async def list_devices(
+    hub: HubDep, _: Admin,
+    product_id: str | None = None,
+    online: bool | None = None,
+    label: list[str] = Query(default=[], description="name=value; repeat to require several"),
+    after: str | None = Query(default=None, description="id of the last device of the previous page"),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> dict[str, Any]:
+    wanted = dict(item.split("=", 1) for item in label if "=" in item)
+    items = []
+    for device_id in sorted(hub.registry.devices):
+        if after is not None and device_id <= after:
+            continue
+        device = hub.registry.devices[device_id]
+        if product_id and device.product_id != product_id:
+            continue
+        if online is not None and hub.presence.is_online(device_id) != online:
+            continue
+        if any(device.labels.get(k) != v for k, v in wanted.items()):
+            continue
+        items.append(device_json(hub, device))
+        if len(items) == limit:
+            break
+    return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.get("/devices/{device_id}")
+async def get_device(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+    device = hub.registry.device(device_id)
+    async with hub.engine.connect() as conn:
+        count = (await conn.execute(
+            sa.select(t.devices.c.dead_letter_count).where(t.devices.c.id == device_id)
+        )).scalar()
+    return {**device_json(hub, device), "dead_letter_count": int(count or 0)}
+
+
+@router.patch("/devices/{device_id}")
+async def update_device(device_id: str, body: DeviceUpdate, hub: HubDep, _: Admin) -> dict[str, Any]:
+    device = await hub.registry.update_device(device_id, name=body.name, labels=body.labels, enabled=body.enabled)
+    return device_json(hub, device)
+
+
+@router.delete("/devices/{device_id}", status_code=204)
+async def delete_device(device_id: str, hub: HubDep, _: Admin) -> Response:
+    await hub.registry.delete_device(device_id)
+    return Response(status_code=204)
+
+
+@router.post("/devices/{device_id}/credentials/rotate")
+async def rotate_credentials(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+    return credentials_json(hub, await hub.registry.rotate_credentials(device_id))
+
+
+@router.post("/devices/{device_id}/credentials/revoke")
+async def revoke_credentials(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+    return device_json(hub, await hub.registry.revoke_credentials(device_id))
+
+
+@router.get("/devices/{device_id}/dead-letters")
+async def list_dead_letters(
+    device_id: str, hub: HubDep, _: Admin,
+    limit: int = Query(default=100, ge=1, le=1000), before: int | None = None,
+) -> dict[str, Any]:
+    hub.registry.device(device_id)
+    items, total = await dead_letters.list_for(hub.engine, device_id, limit, before)
+    return {"items": items, "total": total}
+
+
+@router.get("/dead-letters/unknown-devices")
+async def list_unknown_device_letters(
+    hub: HubDep, _: Admin, limit: int = Query(default=100, ge=1, le=1000), before: int | None = None
+) -> dict[str, Any]:
+    """Messages whose topic named no known device."""
+    items, total = await dead_letters.list_for(hub.engine, None, limit, before)
+    return {"items": items, "total": total}

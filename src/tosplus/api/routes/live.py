@@ -1,0 +1,80 @@
+"""``/live``: a WebSocket stream of the hub's events, filtered by device and type.
+
+Authenticate with ``Authorization: Bearer`` or, where a browser cannot set headers, ``?token=``. A client too
+slow to keep up gets ``{"type": "lagged", "dropped": n}`` instead of the hub buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+
+from tosplus.core.bus import Event
+from tosplus.errors import TosError
+
+router = APIRouter(tags=["live"])
+QUEUE = 10_000
+
+
+@router.websocket("/live")
+async def live(
+    websocket: WebSocket,
+    device_id: list[str] = Query(default=[]),
+    type: list[str] = Query(default=[], description="telemetry, twin, presence, command, dead_letter, event"),
+    token: str | None = None,
+) -> None:
+    hub = websocket.app.state.hub
+    header = websocket.headers.get("authorization", "")
+    presented = header[7:] if header.lower().startswith("bearer ") else (token or "")
+    try:
+        hub.tokens.verify(presented)
+    except TosError:
+        await websocket.close(code=4401, reason="a valid bearer token is required")
+        return
+    await websocket.accept()
+    devices = set(device_id)
+    types = {t for item in type for t in item.split(",") if t}
+    queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE)
+    dropped = 0
+
+    def on_event(event: Event) -> None:
+        nonlocal dropped
+        if devices and event.device_id not in devices:
+            return
+        if types and event.type not in types:
+            return
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:
+            dropped += 1
+
+    unsubscribe = hub.bus.listen("*", on_event)
+    receiver = asyncio.create_task(_drain_incoming(websocket))
+    try:
+        await websocket.send_json({"type": "hello", "devices": sorted(devices), "types": sorted(types)})
+        while not receiver.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            if dropped:
+                await websocket.send_json({"type": "lagged", "dropped": dropped})
+                dropped = 0
+            await websocket.send_json(getter.result().to_json())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        unsubscribe()
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await receiver
+
+
+async def _drain_incoming(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so a close is noticed."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await websocket.receive_text()

@@ -1,0 +1,339 @@
+"""``create_hub(settings)``: wires the whole hub. Nothing is created at import time.
+
+Start order: database (migrations) → registry and the other services → broker (embedded, or the external one
+with its accounts) → the hub's MQTT session → ingest loop → HTTP API and CoAP → maintenance. Stop is the
+reverse, and the ingest queue is drained before the database closes, so nothing received is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tosplus.catalog import load_catalog
+from tosplus.config import Settings
+from tosplus.core import dead_letters
+from tosplus.core.access import BrokerAccounts
+from tosplus.core.bus import Bus
+from tosplus.core.commands import Commands
+from tosplus.core.ids import now_ms
+from tosplus.core.ingest import Ingest
+from tosplus.core.presence import Presence
+from tosplus.core.registry import Registry
+from tosplus.core.telemetry import TelemetryStore
+from tosplus.core.tokens import AdminToken, Tokens
+from tosplus.core.twins import Twins
+from tosplus.errors import ConfigError
+from tosplus.storage.engine import open_database
+
+log = logging.getLogger(__name__)
+
+HUB_SECRET_FILE = "broker-hub-secret"
+
+
+class _LatePublisher:
+    """Services are built before the hub's MQTT session exists; they publish through this."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        if self.target is not None:
+            self.target.publish(topic, payload, qos=qos, retain=retain)
+
+
+class _LateAccounts:
+    def __init__(self) -> None:
+        self.target: BrokerAccounts | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.target is None:
+            raise ConfigError("the broker is not started")
+        return getattr(self.target, name)
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    engine: AsyncEngine
+    bus: Bus
+    registry: Registry
+    twins: Twins
+    presence: Presence
+    commands: Commands
+    telemetry: TelemetryStore
+    ingest: Ingest
+    tokens: Tokens
+    admin: AdminToken
+    publisher: _LatePublisher
+    accounts: _LateAccounts
+    started_at: int = field(default_factory=now_ms)
+    mqtt_host: str = ""
+    mqtt_port: int = 0
+    http_port: int = 0
+    coap_port: int = 0
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _embedded_broker: Any = None
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self, *, http: bool = True, coap: bool = True) -> Hub:
+        try:
+            await self._start_broker()
+            self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest"))
+            self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+            if http:
+                await self._start_http()
+            if coap and self.settings.coap_port:
+                await self._start_coap()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        await self._settle_broker()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.ingest.drain()
+        with contextlib.suppress(Exception):
+            await self.presence.flush()
+        await self._stack.aclose()
+        await self.engine.dispose()
+
+    async def _settle_broker(self, limit_s: float = 5.0) -> None:
+        """Before stopping, let what the embedded broker has already acknowledged reach ingest and be stored.
+
+        The embedded broker lives in this process: what it holds for the hub is gone once the process ends.
+        """
+        broker = self._embedded_broker
+        if broker is None or not any(t.get_name() == "ingest" and not t.done() for t in self._tasks):
+            return
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while asyncio.get_running_loop().time() < deadline:
+            if broker.backlog == 0 and not self.ingest.queue:
+                await asyncio.sleep(0.05)  # a last message may be on its way through the hub's socket
+                if broker.backlog == 0 and not self.ingest.queue:
+                    return
+            await asyncio.sleep(0.02)
+
+    async def __aenter__(self) -> Hub:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _start_broker(self) -> None:
+        from tosplus.gateway.accounts import EmbeddedAccounts, MosquittoAccounts
+        from tosplus.gateway.hub_client import HubClient
+
+        s = self.settings
+        if s.embedded_broker:
+            from tosplus.gateway.embedded import EmbeddedBroker
+
+            hub_user, hub_password = "tosplus-hub", secrets.token_urlsafe(32)
+
+            async def authenticate(username: str, password: str) -> bool:
+                return self.registry.authenticate(username, password)
+
+            broker = EmbeddedBroker(
+                host=s.mqtt_host, port=s.mqtt_port, authenticate=authenticate,
+                hub_username=hub_user, hub_password=hub_password,
+                # The hub refuses payloads over max_payload_bytes itself, as dead letters the device is told
+                # about; the broker only cuts off packets so large that reading them is a memory attack.
+                max_payload_bytes=max(16 * s.max_payload_bytes, 1 << 20),
+            )
+            await self._stack.enter_async_context(broker)
+            self._embedded_broker = broker
+            self.accounts.target = EmbeddedAccounts(broker)
+            host, port, mqtt5 = s.mqtt_host, broker.port, False
+        else:
+            from tosplus.gateway.dynsec import DynsecAdmin
+
+            url = urlsplit(s.broker_url)
+            host, port, mqtt5 = url.hostname or "127.0.0.1", url.port or 1883, True
+            admin_user = unquote(url.username or "")
+            admin_password = unquote(url.password or "")
+            if s.broker_accounts == "dynsec":
+                admin = DynsecAdmin(host=host, port=port, username=admin_user, password=admin_password)
+                await self._stack.enter_async_context(admin)
+                hub_user, hub_password = "tosplus-hub", self._hub_broker_secret()
+                await admin.ensure_hub_account(hub_user, hub_password)
+                accounts = MosquittoAccounts(admin)
+                # Bring the broker's accounts in line with the registry (a broker may have been reset).
+                known = set(await admin.list_devices())
+                missing = [d for d in self.registry.devices if d not in known]
+                if missing:
+                    log.warning("%d devices were missing on the broker; their secrets must be rotated",
+                                len(missing))
+                self.accounts.target = accounts
+            else:
+                hub_user, hub_password = admin_user or None, admin_password or None  # type: ignore[assignment]
+                from tosplus.core.access import NoAccounts
+
+                self.accounts.target = NoAccounts()
+                log.warning("broker accounts are managed outside the hub (TOSPLUS_BROKER_ACCOUNTS=none)")
+        client = HubClient(
+            host=host, port=port, username=hub_user, password=hub_password, client_id=s.hub_client_id,
+            deliver=self.ingest.submit_threadsafe, mqtt5=mqtt5, on_session=self.ingest.begin_catch_up, shared_group=s.shared_group or None,
+        )
+        self.ingest.bind_loop(asyncio.get_running_loop())
+        await client.start()
+        self._stack.push_async_callback(client.stop)
+        self.publisher.target = client
+        self.mqtt_host, self.mqtt_port = host, port
+
+    def _hub_broker_secret(self) -> str:
+        path: Path = self.settings.data_dir / HUB_SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32)
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return secret
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from tosplus.api.app import create_api
+
+        s = self.settings
+        sock = bind_tcp(s.http_host, s.http_port, "HTTP")
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(create_api(self), log_level="warning", lifespan="off", access_log=False,
+                                ws="websockets-sansio" if _has_ws_sansio() else "auto")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+
+        async def shutdown() -> None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+
+        self._stack.push_async_callback(shutdown)
+        while not server.started:
+            if task.done():
+                task.result()
+                raise ConfigError("the HTTP server stopped at start")
+            await asyncio.sleep(0.01)
+
+    async def _start_coap(self) -> None:
+        from tosplus.gateway.coap import start_coap
+
+        server = await start_coap(self, self.settings.mqtt_host, self.settings.coap_port)
+        self._stack.push_async_callback(server.shutdown)
+        self.coap_port = self.settings.coap_port
+
+    async def _maintenance(self) -> None:
+        """Presence sweeps every second; expiry, dead-letter pruning and retention less often."""
+        tick = 0
+        while True:
+            await asyncio.sleep(1.0)
+            tick += 1
+            try:
+                self.presence.sweep()
+                await self.presence.flush()
+                if tick % 10 == 0:
+                    await self.commands.expire_due()
+                if tick % 60 == 0:
+                    await dead_letters.prune(self.engine, self.settings.dead_letters_per_device)
+                if tick % 3600 == 0:
+                    await self.apply_retention()
+            except Exception:
+                log.exception("maintenance step failed; will try again")
+
+    async def apply_retention(self) -> int:
+        deleted = 0
+        for product in self.registry.products.values():
+            ids = [d.id for d in self.registry.devices.values() if d.product_id == product.id]
+            before = now_ms() - product.model.retention_days * 86_400_000
+            deleted += await self.telemetry.purge_before(ids, before)
+        return deleted
+
+
+def _has_ws_sansio() -> bool:
+    try:
+        import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bind_tcp(host: str, port: int, what: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:
+            raise ConfigError(f"{what} port {port} on {host} is already in use") from None
+        raise ConfigError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def create_hub(settings: Settings) -> Hub:
+    """Open storage and build every service; call ``start()`` (or ``async with``) to connect and serve."""
+    engine = await open_database(settings.effective_database_url)
+    try:
+        bus = Bus()
+        publisher = _LatePublisher()
+        accounts = _LateAccounts()
+        registry = Registry(engine, bus, accounts)
+        await registry.load()
+        await seed_catalog(registry)
+        presence = Presence(engine, registry, bus)
+        await presence.load()
+        twins = Twins(engine, registry, bus, publisher)
+        commands = Commands(engine, registry, bus, publisher, presence.is_online, settings.command_timeout_s)
+        await commands.recover()
+        store = TelemetryStore(engine)
+        ingest = Ingest(
+            registry=registry, store=store, twins=twins, commands=commands, presence=presence, bus=bus,
+            publisher=publisher, max_payload_bytes=settings.max_payload_bytes, rate_per_s=settings.device_rate_per_s,
+            burst=settings.device_rate_burst, max_batch=settings.ingest_batch,
+            catch_up_ms=int(settings.rate_limit_grace_s * 1000),
+        )
+
+        async def on_online(device_id: str) -> None:
+            twin = await twins.get(device_id)
+            if twin.desired_version:
+                twins.send_desired(twin)
+            await commands.deliver_queued(device_id)
+
+        presence.on_online(on_online)
+        tokens = Tokens(engine)
+        await tokens.load()
+        admin = await tokens.ensure_admin(settings.admin_token, settings.data_dir)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Hub(settings, engine, bus, registry, twins, presence, commands, store, ingest, tokens, admin,
+               publisher, accounts)
+
+
+async def seed_catalog(registry: Registry) -> None:
+    """Register the shipped products on first start (and products added to the catalog since)."""
+    for product_id, document in load_catalog().items():
+        if product_id not in registry.products:
+            await registry.create_product(
+                product_id=product_id, name=document["title"], manufacturer="TOS+ reference",
+                thing_model=document, builtin=True,
+            )

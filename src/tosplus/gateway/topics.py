@@ -1,0 +1,101 @@
+"""The topic scheme of the device protocol ``tos/v1`` (see docs/protocol.md).
+
+Device → hub: ``telemetry``, ``twin/reported``, ``events/{name}``, ``commands/{request_id}/response``,
+``status``. Hub → device: ``twin/desired`` (retained), ``twin/delta``, ``commands/{request_id}``, ``errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+PREFIX = "tos/v1/"
+
+
+class Kind(str, Enum):
+    TELEMETRY = "telemetry"
+    REPORTED = "twin/reported"
+    EVENT = "events"
+    COMMAND_RESPONSE = "commands/response"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a device → hub topic names: which device, which kind of message, and its name or request id."""
+
+    device_id: str
+    kind: Kind
+    name: str = ""
+
+
+def parse(topic: str) -> Route | None:
+    """Read a device → hub topic; ``None`` for anything that is not one."""
+    if not topic.startswith(PREFIX):
+        return None
+    parts = topic[len(PREFIX):].split("/")
+    if not parts[0]:
+        return None
+    device_id, rest = parts[0], parts[1:]
+    if rest == ["telemetry"]:
+        return Route(device_id, Kind.TELEMETRY)
+    if rest == ["twin", "reported"]:
+        return Route(device_id, Kind.REPORTED)
+    if rest == ["status"]:
+        return Route(device_id, Kind.STATUS)
+    if len(rest) == 2 and rest[0] == "events" and rest[1]:
+        return Route(device_id, Kind.EVENT, rest[1])
+    if len(rest) == 3 and rest[0] == "commands" and rest[2] == "response" and rest[1]:
+        return Route(device_id, Kind.COMMAND_RESPONSE, rest[1])
+    return None
+
+
+def telemetry(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/telemetry"
+
+
+def reported(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/twin/reported"
+
+
+def desired(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/twin/desired"
+
+
+def delta(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/twin/delta"
+
+
+def event(device_id: str, name: str) -> str:
+    return f"{PREFIX}{device_id}/events/{name}"
+
+
+def command(device_id: str, request_id: str) -> str:
+    return f"{PREFIX}{device_id}/commands/{request_id}"
+
+
+def command_response(device_id: str, request_id: str) -> str:
+    return f"{PREFIX}{device_id}/commands/{request_id}/response"
+
+
+def status(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/status"
+
+
+def errors(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/errors"
+
+
+def device_filter(device_id: str) -> str:
+    """Everything under one device: what its access rule allows it to publish and subscribe."""
+    return f"{PREFIX}{device_id}/#"
+
+
+# What the hub subscribes to (one filter per device → hub kind).
+HUB_SUBSCRIPTIONS = (
+    f"{PREFIX}+/telemetry",
+    f"{PREFIX}+/twin/reported",
+    f"{PREFIX}+/events/+",
+    f"{PREFIX}+/commands/+/response",
+    f"{PREFIX}+/status",
+)

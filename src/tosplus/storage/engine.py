@@ -1,0 +1,73 @@
+"""Opening the database: SQLite (default, one file) or PostgreSQL, chosen by one URL; schema by alembic."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tosplus.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while ingest writes; NORMAL sync is durable across process crashes in WAL mode.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+async def open_database(url: str) -> AsyncEngine:
+    """Connect, check the server answers, and bring the schema to the newest migration.
+
+    Raises :class:`ConfigError` with one sentence when the database cannot be used.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    try:
+        async with asyncio.timeout(10):
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+    except (OSError, TimeoutError) as exc:
+        await engine.dispose()
+        where = parsed.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot reach the database at {where}: {exc}") from None
+    except Exception as exc:
+        await engine.dispose()
+        where = parsed.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot open the database at {where}: {type(exc).__name__}: {exc}") from None
+    return engine
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")

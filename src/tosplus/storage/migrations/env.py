@@ -1,0 +1,14 @@
+"""Alembic environment: the hub passes its open connection in ``config.attributes['connection']``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from tosplus.storage.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through tosplus (tosplus.storage.engine.open_database)")
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
