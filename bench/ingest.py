@@ -115,11 +115,12 @@ def main(
     messages: int = typer.Option(2000, help="messages per device"),
     qos: int = typer.Option(1),
     processes: int = typer.Option(2, help="publisher processes"),
+    workers: int = typer.Option(0, help="hub ingest worker processes (TOSPLUS_INGEST_WORKERS)"),
     backlog: bool = typer.Option(False, help="publish while the hub is down, then time how fast it drains "
                                  "the broker's backlog (the hub's own capacity, without publishers on the CPU)"),
 ) -> None:
     if backlog:
-        run_backlog(db, devices, messages, qos, processes)
+        run_backlog(db, devices, messages, qos, processes, workers)
         return
     total = devices * messages
     console.print(f"[bold]Ingest benchmark[/bold]: {devices} devices × {messages} messages = {total:,} "
@@ -133,7 +134,8 @@ def main(
             broker_url = f"mqtt://127.0.0.1:{port}"
             raw = raw_broker_rate(port, [f"raw{i:05d}" for i in range(devices)], messages, qos, processes)
             console.print(f"broker raw forwarding rate (1 bare subscriber): [bold]{raw:,.0f} msg/s[/bold]")
-        hub = stack.enter_context(hub_process(broker_url=broker_url, database_url=database_url))
+        hub = stack.enter_context(hub_process(broker_url=broker_url, database_url=database_url,
+                                              extra_env={"TOSPLUS_INGEST_WORKERS": str(workers)}))
         with hub.client() as api:
             created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-plug", "count": devices}).json()
             creds = [f"{d['id']}:{d['secret']}" for d in created["devices"]]
@@ -172,7 +174,7 @@ def main(
         raise typer.Exit(1)
 
 
-def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int) -> None:
+def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int, workers: int) -> None:
     total = devices * messages
     console.print(f"[bold]Ingest benchmark, backlog mode[/bold]: {devices} devices × {messages} messages = {total:,} "
                   f"(QoS {qos}) queued in Mosquitto while the hub is down; db={db}; machine: {machine()}")
@@ -183,7 +185,8 @@ def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int) 
         port = stack.enter_context(mosquitto(workdir))
         raw = drain_rate_raw(port, [f"raw{i:05d}" for i in range(devices)], messages, qos, processes)
         console.print(f"broker raw drain rate (1 bare persistent subscriber): [bold]{raw:,.0f} msg/s[/bold]")
-        env = {"TOSPLUS_HUB_CLIENT_ID": client_id, "TOSPLUS_DATA_DIR": str(workdir / "hub")}
+        env = {"TOSPLUS_HUB_CLIENT_ID": client_id, "TOSPLUS_DATA_DIR": str(workdir / "hub"),
+               "TOSPLUS_INGEST_WORKERS": str(workers)}
         with hub_process(broker_url=f"mqtt://127.0.0.1:{port}", database_url=database_url, extra_env=env) as hub:
             with hub.client() as api:
                 created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-plug", "count": devices}).json()

@@ -61,13 +61,16 @@ def serve(
     database_url: Annotated[str | None, typer.Option(help="[env TOSPLUS_DATABASE_URL]")] = None,
     broker_url: Annotated[str | None, typer.Option(help="External broker [env TOSPLUS_BROKER_URL]")] = None,
     admin_token: Annotated[str | None, typer.Option(help="[env TOSPLUS_ADMIN_TOKEN]")] = None,
+    ingest_workers: Annotated[
+        int | None, typer.Option(help="Extra ingest processes (external MQTT 5 broker) [env TOSPLUS_INGEST_WORKERS]")
+    ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Also run a simulated home (and a small city).")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the hub: broker, API, ingest. Stops cleanly on Ctrl-C."""
     settings = _settings(data_dir=data_dir, http_host=http_host, http_port=http_port, mqtt_host=mqtt_host,
                          mqtt_port=mqtt_port, coap_port=coap_port, database_url=database_url,
-                         broker_url=broker_url, admin_token=admin_token)
+                         broker_url=broker_url, admin_token=admin_token, ingest_workers=ingest_workers)
     logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)])
     for noisy in ("amqtt", "transitions", "aiocoap", "uvicorn.error", "alembic"):

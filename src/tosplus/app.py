@@ -84,6 +84,15 @@ class Hub:
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _embedded_broker: Any = None
+    workers: Any = None  # tosplus.workers.WorkerPool when TOSPLUS_INGEST_WORKERS > 0
+
+    def ingest_totals(self) -> tuple[int, int, int]:
+        """(accepted, refused, batches) of the main process and every ingest worker."""
+        accepted, refused, batches = self.ingest.accepted, self.ingest.refused, self.ingest.batches
+        if self.workers is not None:
+            a, r, b = self.workers.totals()
+            accepted, refused, batches = accepted + a, refused + r, batches + b
+        return accepted, refused, batches
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, http: bool = True, coap: bool = True) -> Hub:
@@ -187,15 +196,26 @@ class Hub:
 
                 self.accounts.target = NoAccounts()
                 log.warning("broker accounts are managed outside the hub (TOSPLUS_BROKER_ACCOUNTS=none)")
+        from tosplus.workers import TELEMETRY_GROUP, WorkerPool
+
         client = HubClient(
             host=host, port=port, username=hub_user, password=hub_password, client_id=s.hub_client_id,
-            deliver=self.ingest.submit_threadsafe, mqtt5=mqtt5, on_session=self.ingest.begin_catch_up, shared_group=s.shared_group or None,
+            deliver=self.ingest.submit_threadsafe, mqtt5=mqtt5, on_session=self.ingest.begin_catch_up,
+            shared_group=s.shared_group or None, telemetry_group=TELEMETRY_GROUP if s.ingest_workers else None,
         )
         self.ingest.bind_loop(asyncio.get_running_loop())
         await client.start()
         self._stack.push_async_callback(client.stop)
         self.publisher.target = client
         self.mqtt_host, self.mqtt_port = host, port
+        if s.ingest_workers:
+            pool = WorkerPool(self, s.ingest_workers)
+            # The broker deals each device's telemetry out round-robin: each member limits its share.
+            self.ingest.limiter.rate = s.device_rate_per_s / pool.members
+            self.ingest.limiter.burst = max(1, s.device_rate_burst // pool.members)
+            await pool.start()
+            self._stack.push_async_callback(pool.stop)
+            self.workers = pool
 
     def _hub_broker_secret(self) -> str:
         path: Path = self.settings.data_dir / HUB_SECRET_FILE

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
         description="How device accounts reach an external broker: its dynamic-security plugin, or not at all "
         "(the broker's authentication is managed elsewhere).",
     )
+    ingest_workers: int = Field(
+        default=0, ge=0, le=64,
+        description="Extra ingest processes sharing the telemetry stream (needs an external MQTT 5 broker).",
+    )
     shared_group: str = Field(default="", description="MQTT 5 shared-subscription group for several hub workers.")
     admin_token: str = Field(default="", description="Administrator bearer token; generated if empty.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
@@ -65,9 +69,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _shared_needs_external_broker(self) -> Settings:
-        if self.shared_group and not self.broker_url:
-            raise ValueError("shared_group needs an external MQTT 5 broker (broker_url); the embedded broker "
-                             "has no shared subscriptions")
+        if (self.shared_group or self.ingest_workers) and not self.broker_url:
+            raise ValueError("shared_group and ingest_workers need an external MQTT 5 broker (broker_url); the "
+                             "embedded broker has no shared subscriptions")
         return self
 
     @property

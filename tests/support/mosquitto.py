@@ -12,8 +12,11 @@ dynamic-security JSON in ``tmp_path``. Where Mosquitto (or its plugin) is missin
 
 from __future__ import annotations
 
+import base64
 import getpass
 import glob
+import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.services import free_port, require_program, unavailable
 
@@ -78,12 +82,15 @@ def find_dynsec_plugin() -> str | None:
 
 
 def _init_dynsec(path: Path, user: str, password: str) -> None:
-    """Create the plugin's JSON with one admin client, the way an operator does."""
+    """Create the plugin's JSON with one admin client, the way an operator does.
+
+    ``mosquitto_ctrl dynsec init FILE USER PASSWORD`` needs no tty when given the password. Where
+    mosquitto_ctrl is missing (Debian ships it in mosquitto-clients) we write the same document ourselves.
+    """
     ctrl = shutil.which("mosquitto_ctrl")
     if ctrl is None:
-        unavailable("program mosquitto_ctrl is not installed (needed to create the dynamic-security file)")
-    assert ctrl is not None
-    # With the password on the command line mosquitto_ctrl does not prompt, so no tty is needed.
+        path.write_text(json.dumps(_dynsec_document(user, password), indent="\t"))
+        return
     result = subprocess.run(
         [ctrl, "dynsec", "init", str(path), user, password],
         stdin=subprocess.DEVNULL,
@@ -93,6 +100,36 @@ def _init_dynsec(path: Path, user: str, password: str) -> None:
     )
     if result.returncode != 0 or not path.exists():
         raise RuntimeError(f"mosquitto_ctrl dynsec init failed: {result.stdout!r} {result.stderr!r}")
+
+
+def _dynsec_document(user: str, password: str) -> dict[str, Any]:
+    """What ``mosquitto_ctrl dynsec init`` writes (Mosquitto 2.0): PBKDF2-SHA512 over a 12-byte salt."""
+    salt = os.urandom(12)
+    iterations = 101
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    everything = "$CONTROL/dynamic-security/#"
+    acls = [
+        ("publishClientSend", everything), ("publishClientReceive", everything), ("subscribePattern", everything),
+        ("publishClientReceive", "$SYS/#"), ("subscribePattern", "$SYS/#"),
+        ("publishClientReceive", "#"), ("subscribePattern", "#"), ("unsubscribePattern", "#"),
+    ]
+    return {
+        "clients": [{
+            "username": user,
+            "textName": "Dynsec admin user",
+            "password": base64.b64encode(digest).decode(),
+            "salt": base64.b64encode(salt).decode(),
+            "iterations": iterations,
+            "roles": [{"rolename": "admin"}],
+        }],
+        "roles": [{
+            "rolename": "admin",
+            "acls": [{"acltype": acltype, "topic": topic, "allow": True} for acltype, topic in acls],
+        }],
+        "defaultACLAccess": {
+            "publishClientSend": False, "publishClientReceive": True, "subscribe": False, "unsubscribe": True,
+        },
+    }
 
 
 def _wait_accepting(host: str, port: int, process: subprocess.Popen[bytes], log_file: Path) -> None:

@@ -21,6 +21,7 @@ COMMAND = "command"
 DEAD_LETTER = "dead_letter"
 DEVICE_EVENT = "event"
 DEVICE_LIFECYCLE = "device"
+PRODUCT_LIFECYCLE = "product"
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,11 @@ class Presence:
                 self.bus.fire(Event(events.PRESENCE, device_id, {"online": False, "reason": "inactivity"}, now))
         return gone
 
+    def take_seen(self) -> dict[str, int]:
+        """Last-seen times changed since the previous call (an ingest worker hands these to the main process)."""
+        dirty, self._dirty = self._dirty, set()
+        return {d: s.last_seen for d in dirty if (s := self.states.get(d)) is not None and s.last_seen is not None}
+
     async def flush(self) -> None:
         """Write changed presence to the database (one statement per device, one transaction)."""
         if not self._dirty:

@@ -116,6 +116,34 @@ class Registry:
         self._secret_hashes[device.id] = row["secret_hash"]
         return device
 
+    async def refresh(self, *, device_ids: Sequence[str] = (), product_ids: Sequence[str] = ()) -> None:
+        """Re-read some products and devices from the database (another process changed them)."""
+        async with self.engine.connect() as conn:
+            if product_ids:
+                found = set()
+                for row in (await conn.execute(
+                    sa.select(t.products).where(t.products.c.id.in_(list(product_ids)))
+                )).mappings():
+                    self._remember_product(row)
+                    found.add(row["id"])
+                for gone in set(product_ids) - found:
+                    self.products.pop(gone, None)
+            for start in range(0, len(device_ids), 1000):
+                chunk = list(device_ids[start: start + 1000])
+                found = set()
+                for row in (await conn.execute(sa.select(t.devices).where(t.devices.c.id.in_(chunk)))).mappings():
+                    self._remember_device(row)
+                    found.add(row["id"])
+                for gone in set(chunk) - found:
+                    self.devices.pop(gone, None)
+                    self._secret_hashes.pop(gone, None)
+
+    def _product_changed(self, product_id: str, action: str) -> None:
+        self.bus.fire(Event(events.PRODUCT_LIFECYCLE, None, {"action": action, "product_id": product_id}, now_ms()))
+
+    def _device_changed(self, device_id: str, action: str) -> None:
+        self.bus.fire(Event(events.DEVICE_LIFECYCLE, device_id, {"action": action}, now_ms()))
+
     # ------------------------------------------------------------------ products
     def product(self, product_id: str) -> Product:
         try:
@@ -154,7 +182,9 @@ class Registry:
         }
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(t.products).values(**row))
-        return self._remember_product(row), key
+        product = self._remember_product(row)
+        self._product_changed(product_id, "created")
+        return product, key
 
     async def replace_thing_model(self, product_id: str, thing_model: dict[str, Any]) -> Product:
         self.product(product_id)
@@ -164,7 +194,9 @@ class Registry:
                 sa.update(t.products).where(t.products.c.id == product_id).values(thing_model=thing_model)
             )
             row = (await conn.execute(sa.select(t.products).where(t.products.c.id == product_id))).mappings().one()
-        return self._remember_product(row)
+        product = self._remember_product(row)
+        self._product_changed(product_id, "updated")
+        return product
 
     async def delete_product(self, product_id: str) -> None:
         self.product(product_id)
@@ -174,6 +206,7 @@ class Registry:
             await conn.execute(sa.delete(t.products).where(t.products.c.id == product_id))
         del self.products[product_id]
         self._provisioning_hashes.pop(product_id, None)
+        self._product_changed(product_id, "deleted")
 
     # ------------------------------------------------------------------ devices
     def device(self, device_id: str) -> Device:
@@ -246,7 +279,7 @@ class Registry:
         for row, secret in zip(rows, created, strict=True):
             device = self._remember_device(row)
             result.append(NewCredentials(device, secret))
-            self.bus.fire(Event(events.DEVICE_LIFECYCLE, device.id, {"action": "created"}, now))
+            self._device_changed(device.id, "created")
         return result
 
     async def provision(self, product_id: str, provisioning_key: str, serial: str) -> NewCredentials:
@@ -305,6 +338,8 @@ class Registry:
             self.devices[device_id] = device = replace(device, **values)
         if enabled is not None:
             await self.accounts.set_enabled(device_id, enabled)
+        if values:
+            self._device_changed(device_id, "updated")
         return device
 
     async def delete_device(self, device_id: str) -> None:
@@ -317,7 +352,7 @@ class Registry:
         del self.devices[device_id]
         self._secret_hashes.pop(device_id, None)
         await self.accounts.remove([device_id])
-        self.bus.fire(Event(events.DEVICE_LIFECYCLE, device_id, {"action": "deleted"}, now_ms()))
+        self._device_changed(device_id, "deleted")
 
 
 def _check_labels(labels: dict[str, str]) -> None:

@@ -41,12 +41,16 @@ class HubClient:
         mqtt5: bool,
         on_session: Callable[[], None] = lambda: None,
         shared_group: str | None = None,
+        filters: tuple[str, ...] = topics.HUB_SUBSCRIPTIONS,
+        telemetry_group: str | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.mqtt5 = mqtt5
         self.deliver = deliver
         self.on_session = on_session
         self.shared_group = shared_group
+        self.filters = filters
+        self.telemetry_group = telemetry_group
         self._generation = 0
         self._connected = threading.Event()
         self._connect_error: str | None = None
@@ -74,9 +78,7 @@ class HubClient:
             return
         self._generation += 1
         self.on_session()
-        filters: tuple[str, ...] = topics.HUB_SUBSCRIPTIONS
-        if self.shared_group:
-            filters = tuple(f"$share/{self.shared_group}/{f}" for f in filters)
+        filters = self.subscriptions()
         client.subscribe([(f, 1) for f in filters])
         self._connect_error = None
         self._connected.set()
@@ -97,6 +99,19 @@ class HubClient:
                     client.ack(mid, qos)
 
         self.deliver(msg.topic, bytes(msg.payload), ack)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topic filters of this session: shared across hubs (shared_group), and telemetry shared with the
+        ingest workers (telemetry_group)."""
+        out = []
+        for topic_filter in self.filters:
+            if self.shared_group:
+                out.append(f"$share/{self.shared_group}/{topic_filter}")
+            elif self.telemetry_group and topic_filter == topics.TELEMETRY_FILTER:
+                out.append(f"$share/{self.telemetry_group}/{topic_filter}")
+            else:
+                out.append(topic_filter)
+        return tuple(out)
 
     # ---------------------------------------------------------------------------------------------
     async def start(self, timeout: float = 10.0) -> None:

@@ -91,9 +91,11 @@ def device_filter(device_id: str) -> str:
     return f"{PREFIX}{device_id}/#"
 
 
+TELEMETRY_FILTER = f"{PREFIX}+/telemetry"
+
 # What the hub subscribes to (one filter per device → hub kind).
 HUB_SUBSCRIPTIONS = (
-    f"{PREFIX}+/telemetry",
+    TELEMETRY_FILTER,
     f"{PREFIX}+/twin/reported",
     f"{PREFIX}+/events/+",
     f"{PREFIX}+/commands/+/response",

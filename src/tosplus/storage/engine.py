@@ -31,21 +31,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def open_database(url: str) -> AsyncEngine:
-    """Connect, check the server answers, and bring the schema to the newest migration.
-
-    Raises :class:`ConfigError` with one sentence when the database cannot be used.
-    """
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """An engine with our connection settings (SQLite: WAL and friends; PostgreSQL: a pool)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+async def open_database(url: str) -> AsyncEngine:
+    """Connect, check the server answers, and bring the schema to the newest migration.
+
+    Raises :class:`ConfigError` with one sentence when the database cannot be used.
+    """
+    parsed = make_url(url)
+    engine = create_engine(url)
     try:
         async with asyncio.timeout(10):
             async with engine.begin() as conn:

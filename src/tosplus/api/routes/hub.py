@@ -26,8 +26,8 @@ async def hub_status(hub: HubDep, _: Admin) -> dict[str, Any]:
         "database": hub.engine.dialect.name,
         "devices": {"total": len(hub.registry.devices), "online": online},
         "products": len(hub.registry.products),
-        "ingest": {"accepted": hub.ingest.accepted, "refused": hub.ingest.refused,
-                   "batches": hub.ingest.batches, "queued": len(hub.ingest.queue)},
+        "ingest": dict(zip(("accepted", "refused", "batches"), hub.ingest_totals(), strict=True),
+                       queued=len(hub.ingest.queue), workers=s.ingest_workers),
         "limits": {"max_payload_bytes": s.max_payload_bytes, "device_rate_per_s": s.device_rate_per_s,
                    "device_rate_burst": s.device_rate_burst},
     }
