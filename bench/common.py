@@ -88,8 +88,11 @@ def hub_process(*, broker_url: str = "", database_url: str = "", extra_env: dict
             env.setdefault("TOSPLUS_BROKER_ACCOUNTS", "none")
         if database_url:
             env["TOSPLUS_DATABASE_URL"] = database_url
-        process = subprocess.Popen([sys.executable, "-m", "tosplus", "serve", "--log-level", "warning"], env=env,
-                                   stdout=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "tosplus", "serve", "--log-level", "warning"]
+        profile = os.environ.get("TOSPLUS_BENCH_PROFILE")  # a file: record the hub with py-spy (raw format)
+        if profile:
+            command = ["py-spy", "record", "-f", "raw", "-r", "200", "-o", profile, "--", *command]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         try:
             wait_port(http_port, 60)
             hub = RunningHub(f"http://127.0.0.1:{http_port}", token, process, mqtt_port)

@@ -182,6 +182,34 @@ async def test_command_round_trip_and_failure(any_hub: HubUnderTest) -> None:
     assert [c["state"] for c in history] == ["TIMED_OUT", "FAILED", "SUCCEEDED"]
 
 
+async def test_many_concurrent_commands_all_finish(any_hub: HubUnderTest) -> None:
+    """Concurrent commands share group commits on the way out and back; each still gets its own answer."""
+    device = await any_hub.create_device("smart-tv")
+    did = device["id"]
+    async with any_hub.device_client(device) as client:
+        await client.subscribe(f"tos/v1/{did}/commands/+", qos=1)
+        await client.publish(f"tos/v1/{did}/status", b"online", qos=1)
+        await any_hub.settle()
+
+        async def echo() -> None:
+            async for message in client.messages:
+                if "/commands/" in message.topic.value:
+                    params = orjson.loads(message.payload)["params"]
+                    await client.publish(f"{message.topic.value}/response",
+                                         orjson.dumps({"ok": True, "result": params}), qos=1)
+
+        responder = asyncio.create_task(echo())
+        results = await asyncio.gather(*(
+            any_hub.api.post(f"/api/v1/devices/{did}/commands",
+                             json={"name": "set_channel", "params": {"channel": n}}) for n in range(1, 41)
+        ))
+        responder.cancel()
+    assert all(r.status_code == 200 for r in results), [r.text for r in results if r.status_code != 200]
+    assert [r.json()["result"]["channel"] for r in results] == list(range(1, 41))
+    history = (await any_hub.api.get(f"/api/v1/devices/{did}/commands")).json()["items"]
+    assert len(history) == 40 and {c["state"] for c in history} == {"SUCCEEDED"}
+
+
 async def test_persistent_command_waits_for_reconnect(any_hub: HubUnderTest) -> None:
     device = await any_hub.create_device("smart-tv")
     did = device["id"]
@@ -239,3 +267,50 @@ async def test_wrong_secret_and_other_devices_topics_are_refused(any_hub: HubUnd
         await any_hub.settle()
     latest = (await any_hub.api.get(f"/api/v1/devices/{other['id']}/telemetry/latest")).json()["values"]
     assert latest == {}
+
+
+async def _can_connect(hub: HubUnderTest, device: dict, secret: str) -> bool:  # type: ignore[type-arg]
+    try:
+        async with hub.device_client(device, password=secret):
+            return True
+    except aiomqtt.MqttError:
+        return False
+
+
+async def test_credentials_lifecycle_reaches_the_broker(any_hub: HubUnderTest) -> None:
+    device = await any_hub.create_device("light")
+    did, first = device["id"], device["secret"]
+    assert await _can_connect(any_hub, device, first)
+    second = (await any_hub.api.post(f"/api/v1/devices/{did}/credentials/rotate")).json()["secret"]
+    assert not await _can_connect(any_hub, device, first)
+    assert await _can_connect(any_hub, device, second)
+    await any_hub.api.post(f"/api/v1/devices/{did}/credentials/revoke")
+    assert not await _can_connect(any_hub, device, second)
+    # Enabling a revoked device does not bring an old secret back.
+    await any_hub.api.patch(f"/api/v1/devices/{did}", json={"enabled": False})
+    await any_hub.api.patch(f"/api/v1/devices/{did}", json={"enabled": True})
+    assert not await _can_connect(any_hub, device, second)
+    third = (await any_hub.api.post(f"/api/v1/devices/{did}/credentials/rotate")).json()["secret"]
+    assert await _can_connect(any_hub, device, third)
+    await any_hub.api.patch(f"/api/v1/devices/{did}", json={"enabled": False})
+    assert not await _can_connect(any_hub, device, third)
+    await any_hub.api.patch(f"/api/v1/devices/{did}", json={"enabled": True})
+    assert await _can_connect(any_hub, device, third)
+    await any_hub.api.delete(f"/api/v1/devices/{did}")
+    assert not await _can_connect(any_hub, device, third)
+
+
+async def test_large_bulk_creation_reaches_the_broker_in_the_background(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.hub.conftest import production_hub
+
+    async with production_hub(tmp_path) as hub:
+        response = await hub.api.post("/api/v1/devices/bulk", json={"product_id": "parking-sensor", "count": 600})
+        assert response.status_code == 201
+        body = response.json()
+        assert body["broker_accounts_pending"] == 600
+        for _ in range(600):
+            if (await hub.api.get("/api/v1/hub")).json()["devices"]["broker_accounts_pending"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        last = body["devices"][-1]
+        assert await _can_connect(hub, last, last["secret"])

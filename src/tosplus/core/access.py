@@ -11,6 +11,8 @@ from typing import Protocol
 
 
 class BrokerAccounts(Protocol):
+    pending: int  # accounts accepted but not yet on the broker (large imports run in the background)
+
     async def upsert(self, creds: Sequence[tuple[str, str]]) -> None: ...
     async def set_secret(self, device_id: str, secret: str) -> None: ...
     async def revoke(self, device_id: str) -> None: ...
@@ -20,6 +22,8 @@ class BrokerAccounts(Protocol):
 
 class NoAccounts:
     """For tests and tools that run the hub without any broker."""
+
+    pending = 0
 
     async def upsert(self, creds: Sequence[tuple[str, str]]) -> None:
         return None

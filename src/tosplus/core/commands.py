@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -25,8 +25,17 @@ from tosplus.core.registry import Registry
 from tosplus.errors import Conflict, InvalidInput, NotFound
 from tosplus.gateway import topics
 from tosplus.storage import tables as t
+from tosplus.storage.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
+_INSERT = sa.insert(t.commands)
+_FINISH = (
+    sa.update(t.commands)
+    .where(t.commands.c.id == sa.bindparam("_id"),
+           sa.or_(t.commands.c.state == sa.literal("QUEUED"), t.commands.c.state == sa.literal("SENT")))
+    .values(state=sa.bindparam("_state"), result=sa.bindparam("_result", type_=sa.JSON),
+            error=sa.bindparam("_error"), completed_at=sa.bindparam("_at"))
+)
 
 QUEUED, SENT, SUCCEEDED, FAILED, TIMED_OUT, EXPIRED, CANCELED = (
     "QUEUED", "SENT", "SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED", "CANCELED",
@@ -75,6 +84,9 @@ class Commands:
         self.is_online = is_online
         self.default_timeout_s = default_timeout_s
         self._waiting: dict[str, asyncio.Future[Command]] = {}
+        self._inflight: dict[str, Command] = {}  # sent by this process, not final yet
+        self._writes = GroupCommit(engine)
+        self._inserting: dict[str, asyncio.Future[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -107,29 +119,53 @@ class Commands:
             if not 0 < expiry <= MAX_EXPIRY_S:
                 raise InvalidInput(f"expires_in_s must be between 0 and {MAX_EXPIRY_S}")
             expires_at = now + int(expiry * 1000)
+        online = self.is_online(device_id)
+        # One write per command on the way out: it is stored in the state it leaves this function in.
+        state, error = (SENT, None) if online else (QUEUED, None) if persistent else (FAILED, "device is offline")
         row = {
-            "id": new_id("cmd"), "device_id": device_id, "name": name, "params": params, "state": QUEUED,
-            "persistent": persistent, "timeout_s": timeout, "created_at": now, "sent_at": None,
-            "expires_at": expires_at, "completed_at": None, "result": None, "error": None,
+            "id": new_id("cmd"), "device_id": device_id, "name": name, "params": params, "state": state,
+            "persistent": persistent, "timeout_s": timeout, "created_at": now,
+            "sent_at": now if state == SENT else None, "expires_at": expires_at,
+            "completed_at": now if state == FAILED else None, "result": None, "error": error,
         }
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.insert(t.commands).values(**row))
         command = _from_row(row)
-        self._fire(command)
-        if not self.is_online(device_id):
-            if persistent:
-                return command
-            return await self._finish(command.id, FAILED, error="device is offline", only_from={QUEUED})
+        if state != SENT:
+            await self._writes.execute(_INSERT, row)
+            self._fire(command)
+            return command
+        # Publish while the row is being written: the device's answer takes about as long as a commit, and
+        # finishing the command waits for its row anyway (see _finish).
+        inserted = asyncio.ensure_future(self._writes.execute(_INSERT, row))
+        self._inserting[command.id] = inserted
         future = self._dispatch(command)
+        try:
+            await inserted
+        except BaseException:
+            self._forget(command.id)
+            raise
+        finally:
+            self._inserting.pop(command.id, None)
+        self._fire(command)
         if not wait:
-            return await self.get(command.id)
+            return command
         return await future
+
+    def _forget(self, command_id: str) -> None:
+        """The command could not be recorded: stop waiting for it."""
+        self._inflight.pop(command_id, None)
+        timer = self._timers.pop(command_id, None)
+        if timer:
+            timer.cancel()
+        future = self._waiting.pop(command_id, None)
+        if future is not None and not future.done():
+            future.cancel()
 
     def _dispatch(self, command: Command) -> asyncio.Future[Command]:
         """Publish a command and arm its timeout; the future resolves with its final state."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Command] = loop.create_future()
         self._waiting[command.id] = future
+        self._inflight[command.id] = command
         self.publisher.publish(
             topics.command(command.device_id, command.id),
             orjson.dumps({"name": command.name, "params": command.params if command.params is not None else {}}),
@@ -138,7 +174,8 @@ class Commands:
         self._timers[command.id] = loop.call_later(
             command.timeout_s, lambda: self._spawn(self._timed_out(command.id))
         )
-        self._spawn(self._mark_sent(command.id))
+        if command.state == QUEUED:
+            self._spawn(self._mark_sent(command.id))
         return future
 
     async def _mark_sent(self, command_id: str) -> None:
@@ -154,37 +191,59 @@ class Commands:
 
     async def _finish(self, command_id: str, state: str, *, result: Any = None, error: str | None = None,
                       only_from: set[str]) -> Command:
+        completed_at = now_ms()
+        known = self._inflight.pop(command_id, None)
+        if known is not None and {QUEUED, SENT} <= only_from:
+            # Sent by this process and not final (we hold the only copy that can finish it): no need to read
+            # it back, and the write can share a transaction with others.
+            inserting = self._inserting.get(command_id)
+            if inserting is not None:
+                await asyncio.shield(inserting)
+            await self._writes.execute(_FINISH, {"_id": command_id, "_state": state, "_result": result,
+                                                 "_error": error, "_at": completed_at})
+            command = replace(known, state=state, result=result, error=error, completed_at=completed_at)
+            self._resolve(command, state)
+            return command
         async with self.engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 sa.update(t.commands)
                 .where(t.commands.c.id == command_id, t.commands.c.state.in_(only_from))
-                .values(state=state, result=result, error=error, completed_at=now_ms())
+                .values(state=state, result=result, error=error, completed_at=completed_at)
             )
-            row = (await conn.execute(sa.select(t.commands).where(t.commands.c.id == command_id))).mappings().one()
-        command = _from_row(row)
-        timer = self._timers.pop(command_id, None)
+            if changed.rowcount == 1 and known is not None:
+                command = replace(known, state=state, result=result, error=error, completed_at=completed_at)
+            else:  # not ours to know (sent before a restart, or already final): read what it is
+                row = (await conn.execute(
+                    sa.select(t.commands).where(t.commands.c.id == command_id))).mappings().one()
+                command = _from_row(row)
+        self._resolve(command, state)
+        return command
+
+    def _resolve(self, command: Command, intended: str) -> None:
+        timer = self._timers.pop(command.id, None)
         if timer:
             timer.cancel()
-        future = self._waiting.pop(command_id, None)
+        future = self._waiting.pop(command.id, None)
         if command.state in FINAL:
             if future is not None and not future.done():
                 future.set_result(command)
-            if command.state == state:
+            if command.state == intended:
                 self._fire(command)
-        return command
 
     async def on_response(self, device_id: str, request_id: str, doc: Any) -> str | None:
         """A device answered; returns why the answer is refused, or None."""
         if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
             return 'a command response must be {"ok": true, "result": ...} or {"ok": false, "error": "..."}'
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                sa.select(t.commands.c.device_id, t.commands.c.state).where(t.commands.c.id == request_id)
-            )).first()
-        if row is None or row.device_id != device_id:
-            return f"no command '{request_id}' was sent to this device"
-        if row.state in FINAL:
-            return f"command '{request_id}' is already {row.state}"
+        known = self._inflight.get(request_id)
+        if known is None or known.device_id != device_id:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(
+                    sa.select(t.commands.c.device_id, t.commands.c.state).where(t.commands.c.id == request_id)
+                )).first()
+            if row is None or row.device_id != device_id:
+                return f"no command '{request_id}' was sent to this device"
+            if row.state in FINAL:
+                return f"command '{request_id}' is already {row.state}"
         if doc["ok"]:
             await self._finish(request_id, SUCCEEDED, result=doc.get("result"), only_from={QUEUED, SENT})
         else:

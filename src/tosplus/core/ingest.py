@@ -201,19 +201,25 @@ class Ingest:
         for message in messages:
             verdict = self._classify(message, now, batch)
             batch.verdicts.append((message, verdict))
-        async with self.store.engine.begin() as conn:
-            await self.store.write(conn, batch.telemetry)
-            if batch.events:
-                await conn.execute(t.events.insert(), batch.events)
-            changed_twins = await self.twins.merge_reported(conn, batch.reported) if batch.reported else []
-            await dead_letters.write(conn, batch.dead)
+        changed_twins = []
+        if batch.telemetry or batch.events or batch.reported or batch.dead:
+            async with self.store.engine.begin() as conn:
+                await self.store.write(conn, batch.telemetry)
+                if batch.events:
+                    await conn.execute(t.events.insert(), batch.events)
+                changed_twins = await self.twins.merge_reported(conn, batch.reported) if batch.reported else []
+                await dead_letters.write(conn, batch.dead)
         self.batches += 1
         self.twins.commit_reported(changed_twins)
-        for device_id, request_id, doc, message in batch.responses:
-            problem = await self.commands.on_response(device_id, request_id, doc)
-            if problem:
-                await self._dead_letter_now(device_id, message, problem, now)
-                self._replace_verdict(batch, message, InvalidInput(problem))
+        if batch.responses:
+            # Concurrently, so the commands' state changes share one group commit.
+            problems = await asyncio.gather(
+                *(self.commands.on_response(device_id, rid, doc) for device_id, rid, doc, _ in batch.responses)
+            )
+            for (device_id, _, _, message), problem in zip(batch.responses, problems, strict=True):
+                if problem:
+                    await self._dead_letter_now(device_id, message, problem, now)
+                    self._replace_verdict(batch, message, InvalidInput(problem))
         for message, verdict in batch.verdicts:
             if message.ack is not None:
                 message.ack()

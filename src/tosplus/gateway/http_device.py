@@ -20,7 +20,7 @@ router = APIRouter(tags=["device API"])
 _basic = HTTPBasic(auto_error=False, realm="tosplus-device")
 
 
-def authenticated_device(
+async def authenticated_device(
     hub: HubDep, credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 ) -> Device:
     if credentials is None:

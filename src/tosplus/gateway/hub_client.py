@@ -10,7 +10,9 @@ keeps the session across a reconnect of this client, but not across a restart of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,12 @@ from tosplus.gateway import topics
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, bytes, Callable[[], None] | None], None]
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Send small packets (acks, commands) at once instead of waiting for the peer's delayed ACK (Nagle)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class HubClient:
@@ -69,6 +77,7 @@ class HubClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_socket_open = _no_delay
 
     # paho callbacks run in paho's network thread -------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:

@@ -24,6 +24,7 @@ import inspect
 import logging
 import random
 import re
+import socket
 import ssl
 import time
 from collections import OrderedDict, deque
@@ -374,6 +375,9 @@ class DeviceClient:
             keepalive=self._keepalive,
             tls_context=self._tls,
             timeout=10,
+            # Small MQTT packets go out at once: without this, a PUBACK followed by a command response waits
+            # for the peer's delayed ACK (Nagle), ~40 ms per command.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         client.pending_calls_threshold = self._max_inflight + 16  # the outbox keeps this many in flight
         return client

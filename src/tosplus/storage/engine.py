@@ -38,6 +38,10 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection, used in turn: SQLite takes one writer at a time, and writers on several connections
+        # of one process collide and back off in SQLite's busy handler (sleeps of up to 100 ms). Each of our
+        # statements is short, so waiting for the connection costs far less.
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)

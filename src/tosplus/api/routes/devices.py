@@ -44,7 +44,12 @@ async def create_devices_in_bulk(body: DeviceBulkCreate, hub: HubDep, _: Admin) 
     prefix = body.name_prefix or body.product_id
     specs = [(None, f"{prefix}-{i + 1}", dict(body.labels)) for i in range(body.count)]
     created = await hub.registry.create_devices(body.product_id, specs)
-    return {"devices": [{"id": c.device.id, "secret": c.secret, "name": c.device.name} for c in created]}
+    return {
+        "devices": [{"id": c.device.id, "secret": c.secret, "name": c.device.name} for c in created],
+        # An external Mosquitto takes minutes to add thousands of accounts; until then those devices are
+        # refused by the broker. GET /hub shows how many are still pending.
+        "broker_accounts_pending": hub.accounts.pending,
+    }
 
 
 @router.post("/provision", status_code=201, tags=["provisioning"])
