@@ -55,8 +55,10 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         assert self.reader is not None and self.writer is not None
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
         length = 0
@@ -70,8 +72,9 @@ class Connection:
         return int(status_line.split()[1]), payload
 
 
-async def open_loop(pool: asyncio.Queue[Connection], make_request: Any, rate: float, seconds: float, label: str
-                    ) -> tuple[list[float], int]:
+async def open_loop(
+    pool: asyncio.Queue[Connection], make_request: Any, rate: float, seconds: float, label: str
+) -> tuple[list[float], int]:
     """Start one request every 1/rate s regardless of answers; returns latencies (ms) and failures."""
     latencies: list[float] = []
     failures = 0
@@ -112,8 +115,10 @@ async def open_loop(pool: asyncio.Queue[Connection], make_request: Any, rate: fl
 def report(label: str, latencies: list[float], failures: int) -> str:
     if not latencies:
         return f"{label}: no successful requests ({failures} failed)"
-    return (f"{label}: n={len(latencies)} failed={failures} p50={statistics.median(latencies):.1f} ms "
-            f"p99={percentile(latencies, 0.99):.1f} ms max={max(latencies):.1f} ms")
+    return (
+        f"{label}: n={len(latencies)} failed={failures} p50={statistics.median(latencies):.1f} ms "
+        f"p99={percentile(latencies, 0.99):.1f} ms max={max(latencies):.1f} ms"
+    )
 
 
 def main(
@@ -124,8 +129,10 @@ def main(
     db: str = typer.Option("sqlite", help="sqlite or postgresql"),
     connections: int = typer.Option(64, help="keep-alive HTTP connections of the load generator"),
 ) -> None:
-    console.print(f"[bold]Command round trip[/bold] at {rate:g}/s for {seconds:g}s over {devices} devices, "
-                  f"broker={broker}, db={db}; machine: {machine()}")
+    console.print(
+        f"[bold]Command round trip[/bold] at {rate:g}/s for {seconds:g}s over {devices} devices, "
+        f"broker={broker}, db={db}; machine: {machine()}"
+    )
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         database_url = stack.enter_context(postgres_database()) if db == "postgresql" else ""
@@ -136,8 +143,11 @@ def main(
         with hub.client() as api:
             created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-tv", "count": devices}).json()
         creds = [f"{d['id']}:{d['secret']}" for d in created["devices"]]
-        responder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("responder.py")), "127.0.0.1",
-                                      str(hub.mqtt_port), *creds], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        responder = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("responder.py")), "127.0.0.1", str(hub.mqtt_port), *creds],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert responder.stdout is not None and responder.stdout.readline().strip() == b"ready"
         time.sleep(1.0)  # presence: every device online
         ids = [d["id"] for d in created["devices"]]

@@ -73,16 +73,24 @@ class RunningHub:
 
 
 @contextlib.contextmanager
-def hub_process(*, broker_url: str = "", database_url: str = "", extra_env: dict[str, str] | None = None
-                ) -> Iterator[RunningHub]:
+def hub_process(
+    *, broker_url: str = "", database_url: str = "", extra_env: dict[str, str] | None = None
+) -> Iterator[RunningHub]:
     """``tosplus serve`` in its own process, on free ports, in a temporary data directory."""
     token = "bench-" + os.urandom(8).hex()
     http_port, mqtt_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="tosplus-bench-") as data:
-        env = {**os.environ, "TOSPLUS_DATA_DIR": data, "TOSPLUS_HTTP_PORT": str(http_port),
-               "TOSPLUS_MQTT_PORT": str(mqtt_port), "TOSPLUS_COAP_PORT": "0", "TOSPLUS_ADMIN_TOKEN": token,
-               "TOSPLUS_DEVICE_RATE_PER_S": "100000", "TOSPLUS_DEVICE_RATE_BURST": "100000",
-               **(extra_env or {})}
+        env = {
+            **os.environ,
+            "TOSPLUS_DATA_DIR": data,
+            "TOSPLUS_HTTP_PORT": str(http_port),
+            "TOSPLUS_MQTT_PORT": str(mqtt_port),
+            "TOSPLUS_COAP_PORT": "0",
+            "TOSPLUS_ADMIN_TOKEN": token,
+            "TOSPLUS_DEVICE_RATE_PER_S": "100000",
+            "TOSPLUS_DEVICE_RATE_BURST": "100000",
+            **(extra_env or {}),
+        }
         if broker_url:
             env["TOSPLUS_BROKER_URL"] = broker_url
             env.setdefault("TOSPLUS_BROKER_ACCOUNTS", "none")

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import hub_process, machine, mosquitto, postgres_database  # noqa: E402
+from bench.common import hub_process, machine, mosquitto, postgres_database
 
 console = Console()
 PUBLISHERS = Path(__file__).with_name("publishers.py")
@@ -36,8 +36,14 @@ def publish(port: int, devices: list[str], per_device: int, qos: int, processes:
     """Start publisher processes (devices split among them); returns the wall time until all are acknowledged."""
     groups = [devices[i::processes] for i in range(processes)]
     start = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, str(PUBLISHERS), "127.0.0.1", str(port), str(qos), str(per_device),
-                               *group], stdout=subprocess.PIPE) for group in groups if group]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(PUBLISHERS), "127.0.0.1", str(port), str(qos), str(per_device), *group],
+            stdout=subprocess.PIPE,
+        )
+        for group in groups
+        if group
+    ]
     for proc in procs:
         proc.wait()
     return time.perf_counter() - start
@@ -86,8 +92,9 @@ def drain_rate_raw(port: int, devices: list[str], per_device: int, qos: int, pro
             done.set()
 
     def session() -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-backlog", protocol=mqtt.MQTTv311,
-                             clean_session=False)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-raw-backlog", protocol=mqtt.MQTTv311, clean_session=False
+        )
         client.on_message = on_message
         client.connect("127.0.0.1", port)
         return client
@@ -116,15 +123,20 @@ def main(
     qos: int = typer.Option(1),
     processes: int = typer.Option(2, help="publisher processes"),
     workers: int = typer.Option(0, help="hub ingest worker processes (TOSPLUS_INGEST_WORKERS)"),
-    backlog: bool = typer.Option(False, help="publish while the hub is down, then time how fast it drains "
-                                 "the broker's backlog (the hub's own capacity, without publishers on the CPU)"),
+    backlog: bool = typer.Option(
+        False,
+        help="publish while the hub is down, then time how fast it drains "
+        "the broker's backlog (the hub's own capacity, without publishers on the CPU)",
+    ),
 ) -> None:
     if backlog:
         run_backlog(db, devices, messages, qos, processes, workers)
         return
     total = devices * messages
-    console.print(f"[bold]Ingest benchmark[/bold]: {devices} devices × {messages} messages = {total:,} "
-                  f"(QoS {qos}), broker={broker}, db={db}; machine: {machine()}")
+    console.print(
+        f"[bold]Ingest benchmark[/bold]: {devices} devices x {messages} messages = {total:,} "
+        f"(QoS {qos}), broker={broker}, db={db}; machine: {machine()}"
+    )
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         database_url = stack.enter_context(postgres_database()) if db == "postgresql" else ""
@@ -134,8 +146,11 @@ def main(
             broker_url = f"mqtt://127.0.0.1:{port}"
             raw = raw_broker_rate(port, [f"raw{i:05d}" for i in range(devices)], messages, qos, processes)
             console.print(f"broker raw forwarding rate (1 bare subscriber): [bold]{raw:,.0f} msg/s[/bold]")
-        hub = stack.enter_context(hub_process(broker_url=broker_url, database_url=database_url,
-                                              extra_env={"TOSPLUS_INGEST_WORKERS": str(workers)}))
+        hub = stack.enter_context(
+            hub_process(
+                broker_url=broker_url, database_url=database_url, extra_env={"TOSPLUS_INGEST_WORKERS": str(workers)}
+            )
+        )
         with hub.client() as api:
             created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-plug", "count": devices}).json()
             creds = [f"{d['id']}:{d['secret']}" for d in created["devices"]]
@@ -144,8 +159,13 @@ def main(
             start = time.perf_counter()
             thread = threading.Thread(target=publish, args=(port, creds, messages, qos, processes))
             thread.start()
-            with Progress(TextColumn("persisted"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                          TimeElapsedColumn(), console=console) as progress:
+            with Progress(
+                TextColumn("persisted"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
                 task = progress.add_task("ingest", total=total)
                 accepted = 0
                 deadline = time.monotonic() + 600
@@ -161,14 +181,18 @@ def main(
             # Every message must be queryable: count the stored points of a sample of devices.
             sample = created["devices"][:: max(1, devices // 10)]
             for device in sample:
-                points = api.get(f"/api/v1/devices/{device['id']}/telemetry",
-                                 params={"key": "power_w", "from": 0, "limit": 10000}).json()["points"]
+                points = api.get(
+                    f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": 0, "limit": 10000}
+                ).json()["points"]
                 assert len(points) == min(messages, 10000), (device["id"], len(points))
             rss = hub.rss_mb()
     rate = accepted / elapsed
-    console.print(f"hub persisted [bold]{accepted:,}[/bold] messages ({2 * accepted:,} values) in {elapsed:.1f}s: "
-                  f"[bold green]{rate:,.0f} msg/s[/bold green]" + (f" = {rate / raw:.0%} of the broker's raw rate"
-                                                                   if raw else "") + f"; hub RSS {rss:.0f} MB")
+    console.print(
+        f"hub persisted [bold]{accepted:,}[/bold] messages ({2 * accepted:,} values) in {elapsed:.1f}s: "
+        f"[bold green]{rate:,.0f} msg/s[/bold green]"
+        + (f" = {rate / raw:.0%} of the broker's raw rate" if raw else "")
+        + f"; hub RSS {rss:.0f} MB"
+    )
     if accepted < total:
         console.print(f"[red]LOSS: {total - accepted} messages not persisted[/red]")
         raise typer.Exit(1)
@@ -176,8 +200,10 @@ def main(
 
 def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int, workers: int) -> None:
     total = devices * messages
-    console.print(f"[bold]Ingest benchmark, backlog mode[/bold]: {devices} devices × {messages} messages = {total:,} "
-                  f"(QoS {qos}) queued in Mosquitto while the hub is down; db={db}; machine: {machine()}")
+    console.print(
+        f"[bold]Ingest benchmark, backlog mode[/bold]: {devices} devices x {messages} messages = {total:,} "
+        f"(QoS {qos}) queued in Mosquitto while the hub is down; db={db}; machine: {machine()}"
+    )
     client_id = "bench-hub"
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -185,37 +211,47 @@ def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int, 
         port = stack.enter_context(mosquitto(workdir))
         raw = drain_rate_raw(port, [f"raw{i:05d}" for i in range(devices)], messages, qos, processes)
         console.print(f"broker raw drain rate (1 bare persistent subscriber): [bold]{raw:,.0f} msg/s[/bold]")
-        env = {"TOSPLUS_HUB_CLIENT_ID": client_id, "TOSPLUS_DATA_DIR": str(workdir / "hub"),
-               "TOSPLUS_INGEST_WORKERS": str(workers)}
-        with hub_process(broker_url=f"mqtt://127.0.0.1:{port}", database_url=database_url, extra_env=env) as hub:
-            with hub.client() as api:
-                created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-plug", "count": devices}).json()
+        env = {
+            "TOSPLUS_HUB_CLIENT_ID": client_id,
+            "TOSPLUS_DATA_DIR": str(workdir / "hub"),
+            "TOSPLUS_INGEST_WORKERS": str(workers),
+        }
+        hub_url = f"mqtt://127.0.0.1:{port}"
+        with hub_process(broker_url=hub_url, database_url=database_url, extra_env=env) as hub, hub.client() as api:
+            created = api.post("/api/v1/devices/bulk", json={"product_id": "smart-plug", "count": devices}).json()
         with Progress(TextColumn("publishing while the hub is down"), TimeElapsedColumn(), console=console) as p:
             p.add_task("publish", total=None)
             publish(port, [f"{d['id']}:{d['secret']}" for d in created["devices"]], messages, qos, processes)
-        with hub_process(broker_url=f"mqtt://127.0.0.1:{port}", database_url=database_url, extra_env=env) as hub:
-            with hub.client() as api:
-                first = api.get("/api/v1/hub").json()["ingest"]["accepted"]
-                start = time.perf_counter()
-                accepted = first
-                with Progress(TextColumn("persisted"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                              TimeElapsedColumn(), console=console) as progress:
-                    task = progress.add_task("drain", total=total, completed=first)
-                    deadline = time.monotonic() + 600
-                    while accepted < total and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                        accepted = api.get("/api/v1/hub").json()["ingest"]["accepted"]
-                        progress.update(task, completed=accepted)
-                elapsed = time.perf_counter() - start
-                for device in created["devices"][:: max(1, devices // 10)]:
-                    points = api.get(f"/api/v1/devices/{device['id']}/telemetry",
-                                     params={"key": "power_w", "from": 0, "limit": 10000}).json()["points"]
-                    assert len(points) == min(messages, 10000), (device["id"], len(points))
-                rss = hub.rss_mb()
+        with hub_process(broker_url=hub_url, database_url=database_url, extra_env=env) as hub, hub.client() as api:
+            first = api.get("/api/v1/hub").json()["ingest"]["accepted"]
+            start = time.perf_counter()
+            accepted = first
+            with Progress(
+                TextColumn("persisted"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("drain", total=total, completed=first)
+                deadline = time.monotonic() + 600
+                while accepted < total and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    accepted = api.get("/api/v1/hub").json()["ingest"]["accepted"]
+                    progress.update(task, completed=accepted)
+            elapsed = time.perf_counter() - start
+            for device in created["devices"][:: max(1, devices // 10)]:
+                points = api.get(
+                    f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": 0, "limit": 10000}
+                ).json()["points"]
+                assert len(points) == min(messages, 10000), (device["id"], len(points))
+            rss = hub.rss_mb()
     rate = (accepted - first) / elapsed
-    console.print(f"hub drained and persisted {accepted:,} messages ({2 * accepted:,} values): "
-                  f"[bold green]{rate:,.0f} msg/s[/bold green] = {rate / raw:.0%} of the broker's raw drain rate; "
-                  f"hub RSS {rss:.0f} MB")
+    console.print(
+        f"hub drained and persisted {accepted:,} messages ({2 * accepted:,} values): "
+        f"[bold green]{rate:,.0f} msg/s[/bold green] = {rate / raw:.0%} of the broker's raw drain rate; "
+        f"hub RSS {rss:.0f} MB"
+    )
     if accepted < total:
         console.print(f"[red]LOSS: {total - accepted} messages not persisted[/red]")
         raise typer.Exit(1)

@@ -19,8 +19,9 @@ from rich.panel import Panel
 from tosplus import __version__
 from tosplus.errors import ConfigError
 
-app = typer.Typer(help="TOS+: an open operating platform for connected things.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="TOS+: an open operating platform for connected things.", no_args_is_help=True, add_completion=False
+)
 console = Console(stderr=True)
 
 
@@ -69,11 +70,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the hub: broker, API, ingest. Stops cleanly on Ctrl-C."""
-    settings = _settings(data_dir=data_dir, http_host=http_host, http_port=http_port, mqtt_host=mqtt_host,
-                         mqtt_port=mqtt_port, coap_port=coap_port, database_url=database_url,
-                         broker_url=broker_url, admin_token=admin_token, ingest_workers=ingest_workers)
-    logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    settings = _settings(
+        data_dir=data_dir,
+        http_host=http_host,
+        http_port=http_port,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        coap_port=coap_port,
+        database_url=database_url,
+        broker_url=broker_url,
+        admin_token=admin_token,
+        ingest_workers=ingest_workers,
+    )
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
     for noisy in ("amqtt", "transitions", "aiocoap", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -148,8 +162,9 @@ async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
     city_state = settings.data_dir / "simulated-city.json"
     console.print("[green]Simulated home and city are starting (state in the data directory)…[/green]")
     try:
-        await asyncio.gather(run_home(api, token, stop=stop, state_file=state),
-                             run_city(api, token, stop=stop, state_file=city_state))
+        await asyncio.gather(
+            run_home(api, token, stop=stop, state_file=state), run_city(api, token, stop=stop, state_file=city_state)
+        )
     except Exception:
         logging.getLogger("tosplus.sim").exception("the simulated home stopped")
 

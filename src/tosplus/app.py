@@ -160,8 +160,11 @@ class Hub:
                 return self.registry.authenticate(username, password)
 
             broker = EmbeddedBroker(
-                host=s.mqtt_host, port=s.mqtt_port, authenticate=authenticate,
-                hub_username=hub_user, hub_password=hub_password,
+                host=s.mqtt_host,
+                port=s.mqtt_port,
+                authenticate=authenticate,
+                hub_username=hub_user,
+                hub_password=hub_password,
                 # The hub refuses payloads over max_payload_bytes itself, as dead letters the device is told
                 # about; the broker only cuts off packets so large that reading them is a memory attack.
                 max_payload_bytes=max(16 * s.max_payload_bytes, 1 << 20),
@@ -188,8 +191,7 @@ class Hub:
                 known = set(await admin.list_devices())
                 missing = [d for d in self.registry.devices if d not in known]
                 if missing:
-                    log.warning("%d devices were missing on the broker; their secrets must be rotated",
-                                len(missing))
+                    log.warning("%d devices were missing on the broker; their secrets must be rotated", len(missing))
                 self.accounts.target = accounts
             else:
                 hub_user, hub_password = admin_user or None, admin_password or None  # type: ignore[assignment]
@@ -200,9 +202,16 @@ class Hub:
         from tosplus.workers import TELEMETRY_GROUP, WorkerPool
 
         client = HubClient(
-            host=host, port=port, username=hub_user, password=hub_password, client_id=s.hub_client_id,
-            deliver=self.ingest.submit_threadsafe, mqtt5=mqtt5, on_session=self.ingest.begin_catch_up,
-            shared_group=s.shared_group or None, telemetry_group=TELEMETRY_GROUP if s.ingest_workers else None,
+            host=host,
+            port=port,
+            username=hub_user,
+            password=hub_password,
+            client_id=s.hub_client_id,
+            deliver=self.ingest.submit_threadsafe,
+            mqtt5=mqtt5,
+            on_session=self.ingest.begin_catch_up,
+            shared_group=s.shared_group or None,
+            telemetry_group=TELEMETRY_GROUP if s.ingest_workers else None,
         )
         self.ingest.bind_loop(asyncio.get_running_loop())
         await client.start()
@@ -236,8 +245,13 @@ class Hub:
         s = self.settings
         sock = bind_tcp(s.http_host, s.http_port, "HTTP")
         self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(create_api(self), log_level="warning", lifespan="off", access_log=False,
-                                ws="websockets-sansio" if _has_ws_sansio() else "auto")
+        config = uvicorn.Config(
+            create_api(self),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ws="websockets-sansio" if _has_ws_sansio() else "auto",
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
 
@@ -330,9 +344,17 @@ async def create_hub(settings: Settings) -> Hub:
         await commands.recover()
         store = TelemetryStore(engine)
         ingest = Ingest(
-            registry=registry, store=store, twins=twins, commands=commands, presence=presence, bus=bus,
-            publisher=publisher, max_payload_bytes=settings.max_payload_bytes, rate_per_s=settings.device_rate_per_s,
-            burst=settings.device_rate_burst, max_batch=settings.ingest_batch,
+            registry=registry,
+            store=store,
+            twins=twins,
+            commands=commands,
+            presence=presence,
+            bus=bus,
+            publisher=publisher,
+            max_payload_bytes=settings.max_payload_bytes,
+            rate_per_s=settings.device_rate_per_s,
+            burst=settings.device_rate_burst,
+            max_batch=settings.ingest_batch,
             catch_up_ms=int(settings.rate_limit_grace_s * 1000),
         )
 
@@ -349,8 +371,9 @@ async def create_hub(settings: Settings) -> Hub:
     except BaseException:
         await engine.dispose()
         raise
-    return Hub(settings, engine, bus, registry, twins, presence, commands, store, ingest, tokens, admin,
-               publisher, accounts)
+    return Hub(
+        settings, engine, bus, registry, twins, presence, commands, store, ingest, tokens, admin, publisher, accounts
+    )
 
 
 async def seed_catalog(registry: Registry) -> None:
@@ -358,6 +381,9 @@ async def seed_catalog(registry: Registry) -> None:
     for product_id, document in load_catalog().items():
         if product_id not in registry.products:
             await registry.create_product(
-                product_id=product_id, name=document["title"], manufacturer="TOS+ reference",
-                thing_model=document, builtin=True,
+                product_id=product_id,
+                name=document["title"],
+                manufacturer="TOS+ reference",
+                thing_model=document,
+                builtin=True,
             )

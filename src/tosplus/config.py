@@ -32,7 +32,9 @@ class Settings(BaseSettings):
         "(the broker's authentication is managed elsewhere).",
     )
     ingest_workers: int = Field(
-        default=0, ge=0, le=64,
+        default=0,
+        ge=0,
+        le=64,
         description="Extra ingest processes sharing the telemetry stream (needs an external MQTT 5 broker).",
     )
     shared_group: str = Field(default="", description="MQTT 5 shared-subscription group for several hub workers.")
@@ -41,7 +43,8 @@ class Settings(BaseSettings):
     device_rate_per_s: float = Field(default=100.0, gt=0, description="Sustained messages/s per device.")
     device_rate_burst: int = Field(default=200, ge=1, description="Burst allowance per device.")
     rate_limit_grace_s: float = Field(
-        default=5.0, ge=0,
+        default=5.0,
+        ge=0,
         description="After the hub's broker session starts, the backlog the broker kept is not rate limited "
         "for at least this long (and until it has drained).",
     )
@@ -70,8 +73,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _shared_needs_external_broker(self) -> Settings:
         if (self.shared_group or self.ingest_workers) and not self.broker_url:
-            raise ValueError("shared_group and ingest_workers need an external MQTT 5 broker (broker_url); the "
-                             "embedded broker has no shared subscriptions")
+            raise ValueError(
+                "shared_group and ingest_workers need an external MQTT 5 broker (broker_url); the "
+                "embedded broker has no shared subscriptions"
+            )
         return self
 
     @property

@@ -84,7 +84,9 @@ class WorkerPool:
         parent, child = self._ctx.Pipe()
         settings_json = self.hub.settings.model_dump_json()
         process = self._ctx.Process(
-            target=worker_main, args=(settings_json, index, self.members, child), name=f"tosplus-ingest-{index}",
+            target=worker_main,
+            args=(settings_json, index, self.members, child),
+            name=f"tosplus-ingest-{index}",
             daemon=True,
         )
         process.start()
@@ -165,8 +167,11 @@ class WorkerPool:
                 self._broadcast(("live", live))
             for position, worker in enumerate(self.workers):
                 if not worker.process.is_alive() and not self._stopping:
-                    log.error("ingest worker %d stopped (exit code %s); starting it again", worker.index,
-                              worker.process.exitcode)
+                    log.error(
+                        "ingest worker %d stopped (exit code %s); starting it again",
+                        worker.index,
+                        worker.process.exitcode,
+                    )
                     self._forget(worker)
                     self.workers[position] = self._spawn(worker.index)
 
@@ -233,10 +238,18 @@ async def _worker(settings: Settings, index: int, members: int, conn: multiproce
     twins = Twins(engine, registry, bus, publisher)
     commands = Commands(engine, registry, bus, publisher, presence.is_online, settings.command_timeout_s)
     ingest = Ingest(
-        registry=registry, store=TelemetryStore(engine), twins=twins, commands=commands, presence=presence, bus=bus,
-        publisher=publisher, max_payload_bytes=settings.max_payload_bytes,
-        rate_per_s=settings.device_rate_per_s / members, burst=max(1, settings.device_rate_burst // members),
-        max_batch=settings.ingest_batch, catch_up_ms=int(settings.rate_limit_grace_s * 1000),
+        registry=registry,
+        store=TelemetryStore(engine),
+        twins=twins,
+        commands=commands,
+        presence=presence,
+        bus=bus,
+        publisher=publisher,
+        max_payload_bytes=settings.max_payload_bytes,
+        rate_per_s=settings.device_rate_per_s / members,
+        burst=max(1, settings.device_rate_burst // members),
+        max_batch=settings.ingest_batch,
+        catch_up_ms=int(settings.rate_limit_grace_s * 1000),
     )
     outbox: list[Event] = []
     live = False
@@ -255,10 +268,17 @@ async def _worker(settings: Settings, index: int, members: int, conn: multiproce
     else:
         username, password = unquote(url.username or "") or None, unquote(url.password or "") or None
     client = HubClient(
-        host=url.hostname or "127.0.0.1", port=url.port or 1883, username=username, password=password,
-        client_id=f"{settings.hub_client_id}-w{index}", deliver=ingest.submit_threadsafe, mqtt5=True,
-        on_session=ingest.begin_catch_up, filters=(topics.TELEMETRY_FILTER,),
-        shared_group=settings.shared_group or None, telemetry_group=TELEMETRY_GROUP,
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 1883,
+        username=username,
+        password=password,
+        client_id=f"{settings.hub_client_id}-w{index}",
+        deliver=ingest.submit_threadsafe,
+        mqtt5=True,
+        on_session=ingest.begin_catch_up,
+        filters=(topics.TELEMETRY_FILTER,),
+        shared_group=settings.shared_group or None,
+        telemetry_group=TELEMETRY_GROUP,
     )
     loop = asyncio.get_running_loop()
     ingest.bind_loop(loop)

@@ -65,8 +65,15 @@ def test_models_say_what_the_brief_and_the_simulators_rely_on() -> None:
     assert MODELS["smartwatch"].check_event("fall_detected", {"severity": "high"}) is None
     assert MODELS["street-light"].check_event("lamp_fault", {"code": "driver_failure"}) is None
     aq = MODELS["air-quality-station"]
-    row = {"co_mg_m3": 2.6, "no2_ug_m3": 113, "nox_ppb": 166, "c6h6_ug_m3": 11.9, "temperature_c": 13.6,
-           "rh_pct": 48.9, "ah": 0.7578}
+    row = {
+        "co_mg_m3": 2.6,
+        "no2_ug_m3": 113,
+        "nox_ppb": 166,
+        "c6h6_ug_m3": 11.9,
+        "temperature_c": 13.6,
+        "rh_pct": 48.9,
+        "ah": 0.7578,
+    }
     assert aq.check_values(row) is None
     traffic = {"vehicle_count": 90, "avg_speed_kmh": 57.5, "occupancy_pct": 12.0}
     assert MODELS["traffic-counter"].check_values(traffic) is None

@@ -13,8 +13,9 @@ async def test_concurrent_writes_share_transactions_and_all_land(tmp_path: Path)
     try:
         group = GroupCommit(engine)
         insert = sa.insert(t.api_tokens)
-        rows = [{"id": f"t{i}", "token_hash": f"h{i}", "name": "n", "role": "admin", "created_at": i}
-                for i in range(200)]
+        rows = [
+            {"id": f"t{i}", "token_hash": f"h{i}", "name": "n", "role": "admin", "created_at": i} for i in range(200)
+        ]
         await asyncio.gather(*(group.execute(insert, row) for row in rows))
         async with engine.connect() as conn:
             assert (await conn.execute(sa.select(sa.func.count()).select_from(t.api_tokens))).scalar() == 200

@@ -72,8 +72,17 @@ def test_bad_models_are_refused_with_a_reason(patch: dict, message: str) -> None
         parse_thing_model({**LAMP, **patch})
 
 
-@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(),
-                 st.lists(st.integers()), st.dictionaries(st.text(), st.integers())))
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.text(),
+        st.lists(st.integers()),
+        st.dictionaries(st.text(), st.integers()),
+    )
+)
 def test_checker_never_raises_on_any_json_value(value: object) -> None:
     schema = parse_schema({"type": "integer", "minimum": 0, "maximum": 10}, "x")
     result = schema.check(value)

@@ -14,8 +14,14 @@ def test_topic_routes() -> None:
     assert topics.parse("tos/v1/dev1/events/door") == topics.Route("dev1", Kind.EVENT, "door")
     assert topics.parse("tos/v1/dev1/commands/r1/response") == topics.Route("dev1", Kind.COMMAND_RESPONSE, "r1")
     assert topics.parse("tos/v1/dev1/status") == topics.Route("dev1", Kind.STATUS)
-    for bad in ("tos/v2/dev1/telemetry", "tos/v1//telemetry", "tos/v1/dev1/twin/desired", "tos/v1/dev1/events/",
-                "tos/v1/dev1/commands/r1", "other"):
+    for bad in (
+        "tos/v2/dev1/telemetry",
+        "tos/v1//telemetry",
+        "tos/v1/dev1/twin/desired",
+        "tos/v1/dev1/events/",
+        "tos/v1/dev1/commands/r1",
+        "other",
+    ):
         assert topics.parse(bad) is None, bad
 
 

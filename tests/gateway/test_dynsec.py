@@ -28,24 +28,22 @@ REFUSED = (4, 5, 134, 135)  # CONNACK: bad credentials / not authorised (MQTT 3.
 
 
 def admin_of(broker: MosquittoInstance) -> DynsecAdmin:
-    return DynsecAdmin(
-        host=broker.host, port=broker.port, username=broker.admin_user, password=broker.admin_password
-    )
+    return DynsecAdmin(host=broker.host, port=broker.port, username=broker.admin_user, password=broker.admin_password)
 
 
 def client(
     broker: MosquittoInstance, user: str, password: str, protocol: ProtocolVersion = ProtocolVersion.V311
 ) -> aiomqtt.Client:
-    return aiomqtt.Client(broker.host, broker.port, username=user, password=password, protocol=protocol,
-                          timeout=5)
+    return aiomqtt.Client(broker.host, broker.port, username=user, password=password, protocol=protocol, timeout=5)
 
 
 def granted(codes: Any) -> bool:
     return all(getattr(code, "value", code) < 0x80 for code in codes)
 
 
-async def refused_code(broker: MosquittoInstance, user: str, password: str,
-                       protocol: ProtocolVersion = ProtocolVersion.V311) -> int | None:
+async def refused_code(
+    broker: MosquittoInstance, user: str, password: str, protocol: ProtocolVersion = ProtocolVersion.V311
+) -> int | None:
     """The CONNACK failure code for these credentials, or None when the broker lets them in."""
     try:
         async with client(broker, user, password, protocol):
@@ -54,9 +52,7 @@ async def refused_code(broker: MosquittoInstance, user: str, password: str,
         return int(getattr(exc.rc, "value", exc.rc) or 0)
 
 
-async def messages_until(
-    subscriber: aiomqtt.Client, last: Callable[[aiomqtt.Message], bool]
-) -> list[aiomqtt.Message]:
+async def messages_until(subscriber: aiomqtt.Client, last: Callable[[aiomqtt.Message], bool]) -> list[aiomqtt.Message]:
     """Everything the subscriber receives up to and including the first message ``last`` accepts."""
     got: list[aiomqtt.Message] = []
     async with asyncio.timeout(5):
@@ -294,8 +290,9 @@ async def test_bulk_upsert_of_2000_devices(provisioned: Provisioned) -> None:
 async def test_admin_session_comes_back_after_the_broker_dropped_it(provisioned: Provisioned) -> None:
     broker, admin = provisioned.broker, provisioned.admin
     # A client taking over the admin's client id makes Mosquitto drop the admin's session.
-    async with aiomqtt.Client(broker.host, broker.port, username=broker.admin_user,
-                              password=broker.admin_password, identifier=admin.client_id):
+    async with aiomqtt.Client(
+        broker.host, broker.port, username=broker.admin_user, password=broker.admin_password, identifier=admin.client_id
+    ):
         await asyncio.sleep(0.3)
     assert await admin.list_devices() == [A, B]
     await admin.disable_device(B)

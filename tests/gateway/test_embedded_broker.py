@@ -332,7 +332,9 @@ async def test_retained_desired_is_delivered_to_a_device_connecting_later(broker
         await dev_a.subscribe(topics.device_filter("dev-a"), qos=1)
         message = await next_message(dev_a)
         assert (message.topic.value, message.payload, message.retain) == (
-            "tos/v1/dev-a/twin/desired", b'{"rate": 5}', True,
+            "tos/v1/dev-a/twin/desired",
+            b'{"rate": 5}',
+            True,
         )
         await no_message(dev_a)
 

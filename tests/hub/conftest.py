@@ -22,9 +22,10 @@ async def production_hub(tmp_path: Path) -> AsyncIterator[HubUnderTest]:
     from tests.support.mosquitto import running_mosquitto
 
     with running_mosquitto(tmp_path / "mosquitto") as broker:
-        async with postgres_database() as url, running_hub(
-            tmp_path / "hub", database_url=url, broker_url=broker.url
-        ) as test_hub:
+        async with (
+            postgres_database() as url,
+            running_hub(tmp_path / "hub", database_url=url, broker_url=broker.url) as test_hub,
+        ):
             yield test_hub
 
 

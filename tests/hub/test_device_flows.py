@@ -28,15 +28,31 @@ async def test_telemetry_in_every_shape_is_stored_and_queryable(any_hub: HubUnde
     did = device["id"]
     latest = (await any_hub.api.get(f"/api/v1/devices/{did}/telemetry/latest")).json()["values"]
     assert latest["temperature_c"]["value"] == 20.5
-    points = (await any_hub.api.get(f"/api/v1/devices/{did}/telemetry",
-                                    params={"key": "temperature_c", "from": now - 300_000})).json()["points"]
+    points = (
+        await any_hub.api.get(
+            f"/api/v1/devices/{did}/telemetry", params={"key": "temperature_c", "from": now - 300_000}
+        )
+    ).json()["points"]
     assert [p["value"] for p in points] == [18.0, 19.0, 20.0, 21.0, 20.5]
-    agg = (await any_hub.api.get(f"/api/v1/devices/{did}/telemetry", params={
-        "key": "temperature_c", "from": now - 120_000, "to": now - 60_000 + 3000, "agg": "avg", "interval": "60s"})
+    agg = (
+        await any_hub.api.get(
+            f"/api/v1/devices/{did}/telemetry",
+            params={
+                "key": "temperature_c",
+                "from": now - 120_000,
+                "to": now - 60_000 + 3000,
+                "agg": "avg",
+                "interval": "60s",
+            },
+        )
     ).json()["points"]
     assert agg == [{"ts": now - 120_000, "value": 18.0, "count": 1}, {"ts": now - 60_000, "value": 20.0, "count": 3}]
-    count = (await any_hub.api.get(f"/api/v1/devices/{did}/telemetry", params={
-        "key": "temperature_c", "from": now - 300_000, "agg": "max", "interval": "1h"})).json()["points"]
+    count = (
+        await any_hub.api.get(
+            f"/api/v1/devices/{did}/telemetry",
+            params={"key": "temperature_c", "from": now - 300_000, "agg": "max", "interval": "1h"},
+        )
+    ).json()["points"]
     assert count[0]["value"] == 21.0
 
 
@@ -47,7 +63,7 @@ async def test_telemetry_in_every_shape_is_stored_and_queryable(any_hub: HubUnde
         ("telemetry", b'{"temperature_c": "warm"}', "must be a number"),
         ("telemetry", b'{"colour": 1}', "not a property"),
         ("telemetry", b'{"target_c": 99}', "above the maximum"),
-        ("twin/reported", b'[1, 2]', "must be a JSON object"),
+        ("twin/reported", b"[1, 2]", "must be a JSON object"),
         ("events/unknown", b"{}", "not an event"),
     ],
 )
@@ -100,8 +116,9 @@ async def test_flood_is_rate_limited_and_counted(tmp_path) -> None:  # type: ign
                 await client.publish(f"tos/v1/{device['id']}/telemetry", orjson.dumps({"power_w": i}), qos=1)
             await hub.settle()
         letters = (await hub.api.get(f"/api/v1/devices/{device['id']}/dead-letters")).json()
-        stored = (await hub.api.get(f"/api/v1/devices/{device['id']}/telemetry",
-                                    params={"key": "power_w", "from": "-1h"})).json()["points"]
+        stored = (
+            await hub.api.get(f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": "-1h"})
+        ).json()["points"]
         assert len(stored) + letters["total"] == 40
         assert 10 <= len(stored) < 20
         assert all("rate" in item["reason"] for item in letters["items"])
@@ -158,24 +175,32 @@ async def test_command_round_trip_and_failure(any_hub: HubUnderTest) -> None:
         await client.subscribe(f"tos/v1/{did}/commands/+", qos=1)
         await any_hub.settle()
         responder = asyncio.create_task(_answer_commands(client, did, {"ok": True, "result": {"channel": 5}}))
-        sent = await any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                                      json={"name": "set_channel", "params": {"channel": 5}})
+        sent = await any_hub.api.post(
+            f"/api/v1/devices/{did}/commands", json={"name": "set_channel", "params": {"channel": 5}}
+        )
         responder.cancel()
         assert sent.status_code == 200, sent.text
         assert sent.json()["state"] == "SUCCEEDED" and sent.json()["result"] == {"channel": 5}
 
         refuser = asyncio.create_task(_answer_commands(client, did, {"ok": False, "error": "no signal"}))
-        failed = (await any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                                         json={"name": "set_channel", "params": {"channel": 7}})).json()
+        failed = (
+            await any_hub.api.post(
+                f"/api/v1/devices/{did}/commands", json={"name": "set_channel", "params": {"channel": 7}}
+            )
+        ).json()
         refuser.cancel()
         assert failed["state"] == "FAILED" and failed["error"] == "no signal"
 
-        silent = (await any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                                         json={"name": "set_channel", "params": {"channel": 9},
-                                               "timeout_s": 0.5})).json()
+        silent = (
+            await any_hub.api.post(
+                f"/api/v1/devices/{did}/commands",
+                json={"name": "set_channel", "params": {"channel": 9}, "timeout_s": 0.5},
+            )
+        ).json()
         assert silent["state"] == "TIMED_OUT"
-        invalid = await any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                                         json={"name": "set_channel", "params": {"channel": "five"}})
+        invalid = await any_hub.api.post(
+            f"/api/v1/devices/{did}/commands", json={"name": "set_channel", "params": {"channel": "five"}}
+        )
         assert invalid.status_code == 422
         await client.publish(f"tos/v1/{did}/status", b"", qos=1, retain=True)
     history = (await any_hub.api.get(f"/api/v1/devices/{did}/commands")).json()["items"]
@@ -195,14 +220,19 @@ async def test_many_concurrent_commands_all_finish(any_hub: HubUnderTest) -> Non
             async for message in client.messages:
                 if "/commands/" in message.topic.value:
                     params = orjson.loads(message.payload)["params"]
-                    await client.publish(f"{message.topic.value}/response",
-                                         orjson.dumps({"ok": True, "result": params}), qos=1)
+                    await client.publish(
+                        f"{message.topic.value}/response", orjson.dumps({"ok": True, "result": params}), qos=1
+                    )
 
         responder = asyncio.create_task(echo())
-        results = await asyncio.gather(*(
-            any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                             json={"name": "set_channel", "params": {"channel": n}}) for n in range(1, 41)
-        ))
+        results = await asyncio.gather(
+            *(
+                any_hub.api.post(
+                    f"/api/v1/devices/{did}/commands", json={"name": "set_channel", "params": {"channel": n}}
+                )
+                for n in range(1, 41)
+            )
+        )
         responder.cancel()
     assert all(r.status_code == 200 for r in results), [r.text for r in results if r.status_code != 200]
     assert [r.json()["result"]["channel"] for r in results] == list(range(1, 41))
@@ -213,14 +243,21 @@ async def test_many_concurrent_commands_all_finish(any_hub: HubUnderTest) -> Non
 async def test_persistent_command_waits_for_reconnect(any_hub: HubUnderTest) -> None:
     device = await any_hub.create_device("smart-tv")
     did = device["id"]
-    offline = (await any_hub.api.post(f"/api/v1/devices/{did}/commands",
-                                      json={"name": "key_press", "params": {"key": "ok"}})).json()
+    offline = (
+        await any_hub.api.post(f"/api/v1/devices/{did}/commands", json={"name": "key_press", "params": {"key": "ok"}})
+    ).json()
     assert offline["state"] == "FAILED" and "offline" in offline["error"]
-    queued = await any_hub.api.post(f"/api/v1/devices/{did}/commands", json={
-        "name": "key_press", "params": {"key": "ok"}, "persistent": True, "expires_in_s": 60})
+    queued = await any_hub.api.post(
+        f"/api/v1/devices/{did}/commands",
+        json={"name": "key_press", "params": {"key": "ok"}, "persistent": True, "expires_in_s": 60},
+    )
     assert queued.status_code == 202 and queued.json()["state"] == "QUEUED"
-    expiring = (await any_hub.api.post(f"/api/v1/devices/{did}/commands", json={
-        "name": "key_press", "params": {"key": "back"}, "persistent": True, "expires_in_s": 60})).json()
+    expiring = (
+        await any_hub.api.post(
+            f"/api/v1/devices/{did}/commands",
+            json={"name": "key_press", "params": {"key": "back"}, "persistent": True, "expires_in_s": 60},
+        )
+    ).json()
     cancel = await any_hub.api.post(f"/api/v1/devices/{did}/commands/{expiring['id']}/cancel")
     assert cancel.json()["state"] == "CANCELED"
     command_id = queued.json()["id"]

@@ -15,9 +15,10 @@ async def test_workers_share_telemetry_and_report_presence_live_and_dead_letters
     from tests.support.mosquitto import running_mosquitto
 
     with running_mosquitto(tmp_path / "mosquitto") as broker:
-        async with postgres_database() as url, running_hub(
-            tmp_path / "hub", database_url=url, broker_url=broker.url, ingest_workers=2
-        ) as hub:
+        async with (
+            postgres_database() as url,
+            running_hub(tmp_path / "hub", database_url=url, broker_url=broker.url, ingest_workers=2) as hub,
+        ):
             assert len(hub.hub.workers.workers) == 2
             # Created after the workers started: they must learn of them.
             devices = [await hub.create_device("smart-plug") for _ in range(4)]
@@ -29,9 +30,11 @@ async def test_workers_share_telemetry_and_report_presence_live_and_dead_letters
                 for device in devices:
                     async with hub.device_client(device) as client:
                         for i in range(50):
-                            await client.publish(f"tos/v1/{device['id']}/telemetry",
-                                                 orjson.dumps({"ts": 1_700_000_000_000 + i, "values": {"power_w": i}}),
-                                                 qos=1)
+                            await client.publish(
+                                f"tos/v1/{device['id']}/telemetry",
+                                orjson.dumps({"ts": 1_700_000_000_000 + i, "values": {"power_w": i}}),
+                                qos=1,
+                            )
                         await client.publish(f"tos/v1/{device['id']}/telemetry", b'{"power_w": "lots"}', qos=1)
                 live = []
                 async with asyncio.timeout(10):
@@ -40,8 +43,12 @@ async def test_workers_share_telemetry_and_report_presence_live_and_dead_letters
             assert {e["device_id"] for e in live} == {watched}
             for device in devices:
                 for _ in range(50):
-                    points = (await hub.api.get(f"/api/v1/devices/{device['id']}/telemetry", params={
-                        "key": "power_w", "from": 1_700_000_000_000, "to": 1_700_000_001_000})).json()["points"]
+                    points = (
+                        await hub.api.get(
+                            f"/api/v1/devices/{device['id']}/telemetry",
+                            params={"key": "power_w", "from": 1_700_000_000_000, "to": 1_700_000_001_000},
+                        )
+                    ).json()["points"]
                     letters = (await hub.api.get(f"/api/v1/devices/{device['id']}/dead-letters")).json()
                     if len(points) == 50 and letters["total"] == 1:
                         break

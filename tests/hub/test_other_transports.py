@@ -47,8 +47,10 @@ async def test_http_device_polls_and_answers_commands(hub: HubUnderTest) -> None
                 items = (await dev.get("/device/v1/commands")).json()["items"]
                 if items:
                     rid = items[0]["request_id"]
-                    answer = await dev.post(f"/device/v1/commands/{rid}/response",
-                                            content=orjson.dumps({"ok": True, "result": {"done": True}}))
+                    answer = await dev.post(
+                        f"/device/v1/commands/{rid}/response",
+                        content=orjson.dumps({"ok": True, "result": {"done": True}}),
+                    )
                     assert answer.status_code == 202
                     return
                 await asyncio.sleep(0.05)
@@ -67,17 +69,21 @@ async def test_coap_telemetry(tmp_path) -> None:  # type: ignore[no-untyped-def]
         client = await aiocoap.Context.create_client_context()
         try:
             base = f"coap://127.0.0.1:{port}/tos/v1/{did}"
-            ok = await client.request(aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s={secret}",
-                                                      payload=b'{"occupied": true}')).response
+            ok = await client.request(
+                aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s={secret}", payload=b'{"occupied": true}')
+            ).response
             assert ok.code == aiocoap.CHANGED
-            bad = await client.request(aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s={secret}",
-                                                       payload=b'{"occupied": 3}')).response
+            bad = await client.request(
+                aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s={secret}", payload=b'{"occupied": 3}')
+            ).response
             assert bad.code == aiocoap.BAD_REQUEST and b"boolean" in bad.payload
-            wrong = await client.request(aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s=nope",
-                                                         payload=b'{"occupied": true}')).response
+            wrong = await client.request(
+                aiocoap.Message(code=aiocoap.POST, uri=f"{base}/telemetry?s=nope", payload=b'{"occupied": true}')
+            ).response
             assert wrong.code == aiocoap.UNAUTHORIZED
-            desired = await client.request(aiocoap.Message(code=aiocoap.GET,
-                                                           uri=f"{base}/twin/desired?s={secret}")).response
+            desired = await client.request(
+                aiocoap.Message(code=aiocoap.GET, uri=f"{base}/twin/desired?s={secret}")
+            ).response
             assert orjson.loads(desired.payload)["version"] == 0
         finally:
             await client.shutdown()

@@ -45,13 +45,20 @@ async def test_qos1_messages_sent_while_the_hub_is_down_are_not_lost(tmp_path: P
             # The hub is down: the device keeps publishing at QoS 1, the broker acknowledges and keeps them.
             async with hub.device_client(device) as client:
                 for i in range(300):
-                    await client.publish(f"tos/v1/{device['id']}/telemetry",
-                                         orjson.dumps({"ts": 1_700_000_000_000 + i, "values": {"power_w": i}}), qos=1)
+                    await client.publish(
+                        f"tos/v1/{device['id']}/telemetry",
+                        orjson.dumps({"ts": 1_700_000_000_000 + i, "values": {"power_w": i}}),
+                        qos=1,
+                    )
             async with running_hub(tmp_path / "hub", **settings) as hub:
                 for _ in range(100):
                     await hub.settle()
-                    points = (await hub.api.get(f"/api/v1/devices/{device['id']}/telemetry", params={
-                        "key": "power_w", "from": 1_700_000_000_000, "to": 1_700_000_001_000})).json()["points"]
+                    points = (
+                        await hub.api.get(
+                            f"/api/v1/devices/{device['id']}/telemetry",
+                            params={"key": "power_w", "from": 1_700_000_000_000, "to": 1_700_000_001_000},
+                        )
+                    ).json()["points"]
                     if len(points) == 300:
                         break
                 assert [p["value"] for p in points] == list(range(300))
@@ -60,7 +67,10 @@ async def test_qos1_messages_sent_while_the_hub_is_down_are_not_lost(tmp_path: P
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tosplus", "serve", "--data-dir", str(tmp_path), "--coap-port", "0", *args],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -84,14 +94,22 @@ def test_port_already_taken_stops_the_hub(tmp_path: Path) -> None:
 
 
 def test_unreachable_database_stops_the_hub(tmp_path: Path) -> None:
-    result = _serve(tmp_path, "--http-port", str(free_port()), "--mqtt-port", str(free_port()),
-                    "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
+    result = _serve(
+        tmp_path,
+        "--http-port",
+        str(free_port()),
+        "--mqtt-port",
+        str(free_port()),
+        "--database-url",
+        f"postgresql://nobody@127.0.0.1:{free_port()}/nothing",
+    )
     _one_clear_sentence(result, "cannot reach the database")
 
 
 def test_unreachable_broker_stops_the_hub(tmp_path: Path) -> None:
-    result = _serve(tmp_path, "--http-port", str(free_port()),
-                    "--broker-url", f"mqtt://admin:pw@127.0.0.1:{free_port()}")
+    result = _serve(
+        tmp_path, "--http-port", str(free_port()), "--broker-url", f"mqtt://admin:pw@127.0.0.1:{free_port()}"
+    )
     _one_clear_sentence(result, "broker")
 
 

@@ -39,11 +39,11 @@ class Received:
     @property
     def suffix(self) -> str:
         """The topic after ``tos/v1/{device_id}/``."""
-        return self.topic[len(PREFIX):].split("/", 1)[1]
+        return self.topic[len(PREFIX) :].split("/", 1)[1]
 
     @property
     def device_id(self) -> str:
-        return self.topic[len(PREFIX):].split("/", 1)[0]
+        return self.topic[len(PREFIX) :].split("/", 1)[0]
 
     def json(self) -> Any:
         return orjson.loads(self.payload)
@@ -73,7 +73,6 @@ class FakeHub:
     def points(self, device_id: str) -> list[dict[str, Any]]:
         """Every telemetry point of a device in arrival order, batches (JSON arrays) unpacked."""
         return flatten([m.json() for m in self.matching(device_id, "telemetry")])
-
 
     async def wait_for(self, predicate: Callable[[Received], bool], within: float = 5.0) -> Received:
         """The first message (already received or arriving ``within`` seconds) that fits ``predicate``."""

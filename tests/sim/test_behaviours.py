@@ -175,14 +175,22 @@ def test_air_quality_reader_takes_the_original_uci_format(tmp_path: Path) -> Non
     path.write_text(original, encoding="utf-8")
     rows = datasets.load_air_quality(path)
     assert len(rows) == 2
-    assert rows[0].values == {"co_mg_m3": 2.6, "no2_ug_m3": 113.0, "nox_ppb": 166.0, "c6h6_ug_m3": 11.9,
-                              "temperature_c": 13.6, "rh_pct": 48.9, "ah": 0.7578}
+    assert rows[0].values == {
+        "co_mg_m3": 2.6,
+        "no2_ug_m3": 113.0,
+        "nox_ppb": 166.0,
+        "c6h6_ug_m3": 11.9,
+        "temperature_c": 13.6,
+        "rh_pct": 48.9,
+        "ah": 0.7578,
+    }
     assert "co_mg_m3" not in rows[1].values  # -200: missing
     assert rows[0].at is not None and rows[0].at.hour == 18
 
 
-def test_datasets_are_found_from_the_environment_or_by_walking_up(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_datasets_are_found_from_the_environment_or_by_walking_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shared = tmp_path / "shared" / "datasets" / "city"
     shared.mkdir(parents=True)
     (shared / datasets.TRAFFIC).write_text("date_time,traffic_volume\n2012-10-02 09:00:00,5545\n")

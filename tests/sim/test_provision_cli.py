@@ -32,8 +32,10 @@ async def test_bulk_creation_sends_what_the_hub_expects() -> None:
         body = json.loads(request.content)
         bodies.append(body)
         start = sum(b["count"] for b in bodies[:-1])
-        devices = [{"id": f"d{start + i}", "secret": "s", "name": f"{body['name_prefix']}-{i + 1}"}
-                   for i in range(body["count"])]
+        devices = [
+            {"id": f"d{start + i}", "secret": "s", "name": f"{body['name_prefix']}-{i + 1}"}
+            for i in range(body["count"])
+        ]
         return httpx.Response(201, json={"devices": devices})
 
     api = api_with(handle)
@@ -78,14 +80,16 @@ async def test_run_fleet_bulk_creates_then_runs() -> None:
         if request.url.path == "/api/v1/hub":
             return httpx.Response(200, json={"mqtt": {"host": "127.0.0.1", "port": 1}})
         body = json.loads(request.content)
-        return httpx.Response(201, json={"devices": [{"id": f"f{i}", "secret": "s", "name": f"n{i}"}
-                                                     for i in range(body["count"])]})
+        return httpx.Response(
+            201, json={"devices": [{"id": f"f{i}", "secret": "s", "name": f"n{i}"} for i in range(body["count"])]}
+        )
 
     stop = asyncio.Event()
     stop.set()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
-        stats = await run_fleet("http://hub.test", "tok", "thermostat", 4, period_s=1, stop=stop, progress=False,
-                                http=http)
+        stats = await run_fleet(
+            "http://hub.test", "tok", "thermostat", 4, period_s=1, stop=stop, progress=False, http=http
+        )
     assert seen == ["GET /api/v1/hub", "POST /api/v1/devices/bulk"]
     assert stats.devices == 4 and [s.product_id for s in stats.simulators] == ["thermostat"] * 4
     with pytest.raises(ValueError):
@@ -106,7 +110,9 @@ def test_credential_store_ignores_another_hub(tmp_path: Path) -> None:
 def test_city_plan_puts_parking_sensors_on_real_bays(tmp_path: Path) -> None:
     synthetic = city_plan(3, 2, datasets_dir=tmp_path)
     assert [p.product_id for p in synthetic] == ["parking-sensor"] * 3 + ["street-light"] * 2 + [
-        "traffic-counter", "air-quality-station"]
+        "traffic-counter",
+        "air-quality-station",
+    ]
     assert all("lat" in p.labels and "lon" in p.labels for p in synthetic[:5])
     path = datasets.dataset_file(datasets.MELBOURNE_BAYS)
     if path is None:

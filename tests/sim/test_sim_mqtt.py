@@ -32,8 +32,9 @@ async def test_thermostat_drifts_toward_the_desired_target() -> None:
     sim = Thermostat(device_id, "s", host=host, port=port, period_s=0.05, speed=600, seed=5, client_options=FAST)
     sim.state.update(temperature_c=17.0, target_c=17.0, mode="off")
     async with fake_hub(device_id) as hub:
-        await hub.publish(device_id, "twin/desired", {"version": 1, "state": {"target_c": 24.0, "mode": "heat"}},
-                          retain=True)
+        await hub.publish(
+            device_id, "twin/desired", {"version": 1, "state": {"target_c": 24.0, "mode": "heat"}}, retain=True
+        )
         task = asyncio.create_task(sim.run(stop))
         try:
             await hub.wait_for(lambda m: m.suffix == "twin/reported" and m.json().get("target_c") == 24.0)
@@ -63,8 +64,9 @@ async def test_tv_changes_channel_on_command_and_reboots() -> None:
             await hub.wait_for(lambda m: m.suffix == "status" and m.payload == b"online")
             request = await hub.command(device_id, "set_channel", {"channel": 42})
             assert await hub.response(device_id, request) == {"ok": True, "result": {"channel": 42}}
-            reported = await hub.wait_for(lambda m: m.suffix == "twin/reported" and "channel" in m.json()
-                                          and m.json()["channel"] == 42)
+            reported = await hub.wait_for(
+                lambda m: m.suffix == "twin/reported" and "channel" in m.json() and m.json()["channel"] == 42
+            )
             assert reported.json().get("input", "tv") == "tv"
             await hub.publish(device_id, "twin/delta", {"version": 1, "state": {"volume": 33}})
             await hub.wait_for(lambda m: m.suffix == "twin/reported" and m.json().get("volume") == 33)
@@ -89,11 +91,21 @@ async def test_fleet_connects_every_device_and_each_sends_telemetry() -> None:
     stop = asyncio.Event()
     output = io.StringIO()
     async with fake_hub(*(c.id for c in creds)) as hub:
-        task = asyncio.create_task(run_devices(
-            creds, host=host, port=port, period_s=0.3, stop=stop, progress=True, concurrency=10,
-            client_options=FAST, console=Console(file=output, width=100),
-        ))
+        task = asyncio.create_task(
+            run_devices(
+                creds,
+                host=host,
+                port=port,
+                period_s=0.3,
+                stop=stop,
+                progress=True,
+                concurrency=10,
+                client_options=FAST,
+                console=Console(file=output, width=100),
+            )
+        )
         try:
+
             def senders() -> set[str]:
                 return {m.device_id for m in hub.messages if m.suffix == "telemetry"}
 
@@ -123,9 +135,16 @@ def fake_api(products: list[str], run: str, calls: list[tuple[str, str, Any]]) -
             assert body is not None
             device_id = f"test-home-{run}-{len(created) + 1}"
             created.append(device_id)
-            return httpx.Response(201, json={"id": device_id, "secret": f"secret-{device_id}",
-                                             "product_id": body["product_id"], "name": body["name"],
-                                             "labels": body["labels"]})
+            return httpx.Response(
+                201,
+                json={
+                    "id": device_id,
+                    "secret": f"secret-{device_id}",
+                    "product_id": body["product_id"],
+                    "name": body["name"],
+                    "labels": body["labels"],
+                },
+            )
         return httpx.Response(404, json={"title": "Not found"})
 
     return httpx.MockTransport(handle)
@@ -139,11 +158,19 @@ async def test_home_is_created_once_then_reused(tmp_path: Path) -> None:
     state = tmp_path / "simulated-home.json"
     async with fake_hub(*ids) as hub, httpx.AsyncClient(transport=fake_api(list(PRODUCT_IDS), run, calls)) as http:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_home("http://127.0.0.1:9", "admin-token", stop=stop, state_file=state,
-                                            period_s=0.2, http=http, client_options=FAST))
+        task = asyncio.create_task(
+            run_home(
+                "http://127.0.0.1:9",
+                "admin-token",
+                stop=stop,
+                state_file=state,
+                period_s=0.2,
+                http=http,
+                client_options=FAST,
+            )
+        )
         try:
-            await hub.wait_until(lambda: {m.device_id for m in hub.messages if m.suffix == "telemetry"} == set(ids),
-                                 15)
+            await hub.wait_until(lambda: {m.device_id for m in hub.messages if m.suffix == "telemetry"} == set(ids), 15)
         finally:
             stop.set()
             sims = await task
@@ -171,7 +198,6 @@ async def test_home_skips_products_the_hub_does_not_have(tmp_path: Path) -> None
     stop = asyncio.Event()
     stop.set()
     async with httpx.AsyncClient(transport=fake_api(["light"], "x", calls)) as http:
-        sims = await run_home("http://127.0.0.1:9", "admin-token", stop=stop, state_file=tmp_path / "s.json",
-                              http=http)
+        sims = await run_home("http://127.0.0.1:9", "admin-token", stop=stop, state_file=tmp_path / "s.json", http=http)
     assert [s.product_id for s in sims] == ["light"] * 3
     assert pytest.approx(len([c for c in calls if c[0] == "POST"])) == 3

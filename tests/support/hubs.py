@@ -56,7 +56,10 @@ class HubUnderTest:
     def device_client(self, device: dict[str, Any], *, will: bool = True, **kwargs: Any) -> aiomqtt.Client:
         device_id = device["id"]
         return aiomqtt.Client(
-            self.mqtt_host, self.mqtt_port, identifier=device_id, username=device_id,
+            self.mqtt_host,
+            self.mqtt_port,
+            identifier=device_id,
+            username=device_id,
             password=kwargs.pop("password", device["secret"]),
             protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(f"tos/v1/{device_id}/status", b"offline", qos=1, retain=True) if will else None,
@@ -78,14 +81,21 @@ async def running_hub(data_dir: Path, **settings: Any) -> AsyncIterator[HubUnder
     from tosplus.app import create_hub
     from tosplus.config import Settings
 
-    values: dict[str, Any] = {"data_dir": data_dir, "http_port": 0, "mqtt_port": 0, "coap_port": 0,
-                              "admin_token": ADMIN_TOKEN, "hub_client_id": f"tosplus-hub-{uuid.uuid4().hex[:8]}"}
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "http_port": 0,
+        "mqtt_port": 0,
+        "coap_port": 0,
+        "admin_token": ADMIN_TOKEN,
+        "hub_client_id": f"tosplus-hub-{uuid.uuid4().hex[:8]}",
+    }
     values.update(settings)
     hub = await create_hub(Settings(**values))
     await hub.start()
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{hub.http_port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            base_url=f"http://127.0.0.1:{hub.http_port}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=30,
         ) as api:
             yield HubUnderTest(hub, api, hub.mqtt_host, hub.mqtt_port, not hub.settings.embedded_broker)

@@ -109,25 +109,37 @@ def _dynsec_document(user: str, password: str) -> dict[str, Any]:
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     everything = "$CONTROL/dynamic-security/#"
     acls = [
-        ("publishClientSend", everything), ("publishClientReceive", everything), ("subscribePattern", everything),
-        ("publishClientReceive", "$SYS/#"), ("subscribePattern", "$SYS/#"),
-        ("publishClientReceive", "#"), ("subscribePattern", "#"), ("unsubscribePattern", "#"),
+        ("publishClientSend", everything),
+        ("publishClientReceive", everything),
+        ("subscribePattern", everything),
+        ("publishClientReceive", "$SYS/#"),
+        ("subscribePattern", "$SYS/#"),
+        ("publishClientReceive", "#"),
+        ("subscribePattern", "#"),
+        ("unsubscribePattern", "#"),
     ]
     return {
-        "clients": [{
-            "username": user,
-            "textName": "Dynsec admin user",
-            "password": base64.b64encode(digest).decode(),
-            "salt": base64.b64encode(salt).decode(),
-            "iterations": iterations,
-            "roles": [{"rolename": "admin"}],
-        }],
-        "roles": [{
-            "rolename": "admin",
-            "acls": [{"acltype": acltype, "topic": topic, "allow": True} for acltype, topic in acls],
-        }],
+        "clients": [
+            {
+                "username": user,
+                "textName": "Dynsec admin user",
+                "password": base64.b64encode(digest).decode(),
+                "salt": base64.b64encode(salt).decode(),
+                "iterations": iterations,
+                "roles": [{"rolename": "admin"}],
+            }
+        ],
+        "roles": [
+            {
+                "rolename": "admin",
+                "acls": [{"acltype": acltype, "topic": topic, "allow": True} for acltype, topic in acls],
+            }
+        ],
         "defaultACLAccess": {
-            "publishClientSend": False, "publishClientReceive": True, "subscribe": False, "unsubscribe": True,
+            "publishClientSend": False,
+            "publishClientReceive": True,
+            "subscribe": False,
+            "unsubscribe": True,
         },
     }
 

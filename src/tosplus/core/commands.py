@@ -31,14 +31,26 @@ log = logging.getLogger(__name__)
 _INSERT = sa.insert(t.commands)
 _FINISH = (
     sa.update(t.commands)
-    .where(t.commands.c.id == sa.bindparam("_id"),
-           sa.or_(t.commands.c.state == sa.literal("QUEUED"), t.commands.c.state == sa.literal("SENT")))
-    .values(state=sa.bindparam("_state"), result=sa.bindparam("_result", type_=sa.JSON),
-            error=sa.bindparam("_error"), completed_at=sa.bindparam("_at"))
+    .where(
+        t.commands.c.id == sa.bindparam("_id"),
+        sa.or_(t.commands.c.state == sa.literal("QUEUED"), t.commands.c.state == sa.literal("SENT")),
+    )
+    .values(
+        state=sa.bindparam("_state"),
+        result=sa.bindparam("_result", type_=sa.JSON),
+        error=sa.bindparam("_error"),
+        completed_at=sa.bindparam("_at"),
+    )
 )
 
 QUEUED, SENT, SUCCEEDED, FAILED, TIMED_OUT, EXPIRED, CANCELED = (
-    "QUEUED", "SENT", "SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED", "CANCELED",
+    "QUEUED",
+    "SENT",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "EXPIRED",
+    "CANCELED",
 )
 FINAL = {SUCCEEDED, FAILED, TIMED_OUT, EXPIRED, CANCELED}
 MAX_TIMEOUT_S = 300.0
@@ -63,10 +75,19 @@ class Command:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "device_id": self.device_id, "name": self.name, "params": self.params,
-            "state": self.state, "persistent": self.persistent, "timeout_s": self.timeout_s,
-            "created_at": self.created_at, "sent_at": self.sent_at, "expires_at": self.expires_at,
-            "completed_at": self.completed_at, "result": self.result, "error": self.error,
+            "id": self.id,
+            "device_id": self.device_id,
+            "name": self.name,
+            "params": self.params,
+            "state": self.state,
+            "persistent": self.persistent,
+            "timeout_s": self.timeout_s,
+            "created_at": self.created_at,
+            "sent_at": self.sent_at,
+            "expires_at": self.expires_at,
+            "completed_at": self.completed_at,
+            "result": self.result,
+            "error": self.error,
         }
 
 
@@ -75,8 +96,15 @@ def _from_row(row: Any) -> Command:
 
 
 class Commands:
-    def __init__(self, engine: AsyncEngine, registry: Registry, bus: Bus, publisher: Publisher,
-                 is_online: Any, default_timeout_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        registry: Registry,
+        bus: Bus,
+        publisher: Publisher,
+        is_online: Any,
+        default_timeout_s: float,
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.bus = bus
@@ -97,8 +125,15 @@ class Commands:
         task.add_done_callback(self._background.discard)
 
     async def send(
-        self, device_id: str, name: str, params: Any = None, *, timeout_s: float | None = None,
-        persistent: bool = False, expires_in_s: float | None = None, wait: bool = True,
+        self,
+        device_id: str,
+        name: str,
+        params: Any = None,
+        *,
+        timeout_s: float | None = None,
+        persistent: bool = False,
+        expires_in_s: float | None = None,
+        wait: bool = True,
     ) -> Command:
         """Create a command and, unless it must wait for the device, send it and wait for the answer."""
         self.registry.device(device_id)
@@ -123,10 +158,19 @@ class Commands:
         # One write per command on the way out: it is stored in the state it leaves this function in.
         state, error = (SENT, None) if online else (QUEUED, None) if persistent else (FAILED, "device is offline")
         row = {
-            "id": new_id("cmd"), "device_id": device_id, "name": name, "params": params, "state": state,
-            "persistent": persistent, "timeout_s": timeout, "created_at": now,
-            "sent_at": now if state == SENT else None, "expires_at": expires_at,
-            "completed_at": now if state == FAILED else None, "result": None, "error": error,
+            "id": new_id("cmd"),
+            "device_id": device_id,
+            "name": name,
+            "params": params,
+            "state": state,
+            "persistent": persistent,
+            "timeout_s": timeout,
+            "created_at": now,
+            "sent_at": now if state == SENT else None,
+            "expires_at": expires_at,
+            "completed_at": now if state == FAILED else None,
+            "result": None,
+            "error": error,
         }
         command = _from_row(row)
         if state != SENT:
@@ -171,9 +215,7 @@ class Commands:
             orjson.dumps({"name": command.name, "params": command.params if command.params is not None else {}}),
             qos=1,
         )
-        self._timers[command.id] = loop.call_later(
-            command.timeout_s, lambda: self._spawn(self._timed_out(command.id))
-        )
+        self._timers[command.id] = loop.call_later(command.timeout_s, lambda: self._spawn(self._timed_out(command.id)))
         if command.state == QUEUED:
             self._spawn(self._mark_sent(command.id))
         return future
@@ -181,16 +223,17 @@ class Commands:
     async def _mark_sent(self, command_id: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                sa.update(t.commands).where(t.commands.c.id == command_id, t.commands.c.state == QUEUED)
+                sa.update(t.commands)
+                .where(t.commands.c.id == command_id, t.commands.c.state == QUEUED)
                 .values(state=SENT, sent_at=now_ms())
             )
 
     async def _timed_out(self, command_id: str) -> None:
-        await self._finish(command_id, TIMED_OUT, error="the device did not answer in time",
-                           only_from={QUEUED, SENT})
+        await self._finish(command_id, TIMED_OUT, error="the device did not answer in time", only_from={QUEUED, SENT})
 
-    async def _finish(self, command_id: str, state: str, *, result: Any = None, error: str | None = None,
-                      only_from: set[str]) -> Command:
+    async def _finish(
+        self, command_id: str, state: str, *, result: Any = None, error: str | None = None, only_from: set[str]
+    ) -> Command:
         completed_at = now_ms()
         known = self._inflight.pop(command_id, None)
         if known is not None and {QUEUED, SENT} <= only_from:
@@ -199,8 +242,9 @@ class Commands:
             inserting = self._inserting.get(command_id)
             if inserting is not None:
                 await asyncio.shield(inserting)
-            await self._writes.execute(_FINISH, {"_id": command_id, "_state": state, "_result": result,
-                                                 "_error": error, "_at": completed_at})
+            await self._writes.execute(
+                _FINISH, {"_id": command_id, "_state": state, "_result": result, "_error": error, "_at": completed_at}
+            )
             command = replace(known, state=state, result=result, error=error, completed_at=completed_at)
             self._resolve(command, state)
             return command
@@ -213,8 +257,7 @@ class Commands:
             if changed.rowcount == 1 and known is not None:
                 command = replace(known, state=state, result=result, error=error, completed_at=completed_at)
             else:  # not ours to know (sent before a restart, or already final): read what it is
-                row = (await conn.execute(
-                    sa.select(t.commands).where(t.commands.c.id == command_id))).mappings().one()
+                row = (await conn.execute(sa.select(t.commands).where(t.commands.c.id == command_id))).mappings().one()
                 command = _from_row(row)
         self._resolve(command, state)
         return command
@@ -237,9 +280,11 @@ class Commands:
         known = self._inflight.get(request_id)
         if known is None or known.device_id != device_id:
             async with self.engine.connect() as conn:
-                row = (await conn.execute(
-                    sa.select(t.commands.c.device_id, t.commands.c.state).where(t.commands.c.id == request_id)
-                )).first()
+                row = (
+                    await conn.execute(
+                        sa.select(t.commands.c.device_id, t.commands.c.state).where(t.commands.c.id == request_id)
+                    )
+                ).first()
             if row is None or row.device_id != device_id:
                 return f"no command '{request_id}' was sent to this device"
             if row.state in FINAL:
@@ -247,24 +292,33 @@ class Commands:
         if doc["ok"]:
             await self._finish(request_id, SUCCEEDED, result=doc.get("result"), only_from={QUEUED, SENT})
         else:
-            await self._finish(request_id, FAILED, error=str(doc.get("error") or "the device refused"),
-                               only_from={QUEUED, SENT})
+            await self._finish(
+                request_id, FAILED, error=str(doc.get("error") or "the device refused"), only_from={QUEUED, SENT}
+            )
         return None
 
     async def deliver_queued(self, device_id: str) -> int:
         """The device came online: send its waiting persistent commands, oldest first."""
         now = now_ms()
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                sa.select(t.commands).where(t.commands.c.device_id == device_id, t.commands.c.state == QUEUED)
-                .order_by(t.commands.c.created_at)
-            )).mappings().all()
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(t.commands)
+                        .where(t.commands.c.device_id == device_id, t.commands.c.state == QUEUED)
+                        .order_by(t.commands.c.created_at)
+                    )
+                )
+                .mappings()
+                .all()
+            )
         sent = 0
         for row in rows:
             command = _from_row(row)
             if command.expires_at is not None and command.expires_at <= now:
-                await self._finish(command.id, EXPIRED, error="expired before the device came online",
-                                   only_from={QUEUED})
+                await self._finish(
+                    command.id, EXPIRED, error="expired before the device came online", only_from={QUEUED}
+                )
             elif command.id not in self._waiting:
                 self._dispatch(command)
                 sent += 1
@@ -273,12 +327,14 @@ class Commands:
     async def expire_due(self) -> int:
         now = now_ms()
         async with self.engine.connect() as conn:
-            ids = [r[0] for r in await conn.execute(
-                sa.select(t.commands.c.id).where(t.commands.c.state == QUEUED, t.commands.c.expires_at <= now)
-            )]
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    sa.select(t.commands.c.id).where(t.commands.c.state == QUEUED, t.commands.c.expires_at <= now)
+                )
+            ]
         for command_id in ids:
-            await self._finish(command_id, EXPIRED, error="expired before the device came online",
-                               only_from={QUEUED})
+            await self._finish(command_id, EXPIRED, error="expired before the device came online", only_from={QUEUED})
         return len(ids)
 
     async def recover(self) -> None:
@@ -287,8 +343,7 @@ class Commands:
             await conn.execute(
                 sa.update(t.commands)
                 .where(t.commands.c.state == SENT, t.commands.c.persistent.is_(False))
-                .values(state=TIMED_OUT, error="the hub restarted while waiting for the answer",
-                        completed_at=now_ms())
+                .values(state=TIMED_OUT, error="the hub restarted while waiting for the answer", completed_at=now_ms())
             )
             # A persistent command that was sent but not answered is sent again when the device is next online.
             await conn.execute(
@@ -328,11 +383,17 @@ async def pending_for(commands: Commands, device_id: str) -> list[Command]:
     """Commands a polling device (HTTP, CoAP) should act on now: sent or waiting, not expired."""
     now = now_ms()
     async with commands.engine.connect() as conn:
-        rows = (await conn.execute(
-            sa.select(t.commands)
-            .where(t.commands.c.device_id == device_id, t.commands.c.state.in_((QUEUED, SENT)))
-            .order_by(t.commands.c.created_at)
-        )).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(t.commands)
+                    .where(t.commands.c.device_id == device_id, t.commands.c.state.in_((QUEUED, SENT)))
+                    .order_by(t.commands.c.created_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
     out = []
     for row in rows:
         command = _from_row(row)

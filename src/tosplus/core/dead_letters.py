@@ -61,8 +61,9 @@ async def write(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
-async def list_for(engine: AsyncEngine, device_id: str | None, limit: int = 100,
-                   before_id: int | None = None) -> tuple[list[dict[str, Any]], int]:
+async def list_for(
+    engine: AsyncEngine, device_id: str | None, limit: int = 100, before_id: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """Newest first; ``device_id=None`` lists messages that named no known device."""
     c = t.dead_letters.c
     where = c.device_id == device_id if device_id is not None else c.device_id.is_(None)
@@ -72,9 +73,9 @@ async def list_for(engine: AsyncEngine, device_id: str | None, limit: int = 100,
     async with engine.connect() as conn:
         rows = (await conn.execute(query.order_by(c.id.desc()).limit(min(limit, 1000)))).all()
         if device_id is not None:
-            total = (await conn.execute(
-                sa.select(t.devices.c.dead_letter_count).where(t.devices.c.id == device_id)
-            )).scalar() or 0
+            total = (
+                await conn.execute(sa.select(t.devices.c.dead_letter_count).where(t.devices.c.id == device_id))
+            ).scalar() or 0
         else:
             total = (await conn.execute(sa.select(sa.func.count()).select_from(t.dead_letters).where(where))).scalar()
     return [to_json(r) for r in rows], int(total or 0)
@@ -85,14 +86,14 @@ async def prune(engine: AsyncEngine, keep_per_device: int) -> int:
     c = t.dead_letters.c
     deleted = 0
     async with engine.begin() as conn:
-        heavy = (await conn.execute(
-            sa.select(c.device_id).group_by(c.device_id).having(sa.func.count() > keep_per_device)
-        )).all()
+        heavy = (
+            await conn.execute(sa.select(c.device_id).group_by(c.device_id).having(sa.func.count() > keep_per_device))
+        ).all()
         for (device_id,) in heavy:
             where = c.device_id == device_id if device_id is not None else c.device_id.is_(None)
-            cutoff = (await conn.execute(
-                sa.select(c.id).where(where).order_by(c.id.desc()).offset(keep_per_device).limit(1)
-            )).scalar()
+            cutoff = (
+                await conn.execute(sa.select(c.id).where(where).order_by(c.id.desc()).offset(keep_per_device).limit(1))
+            ).scalar()
             if cutoff is not None:
                 result = await conn.execute(sa.delete(t.dead_letters).where(where, c.id <= cutoff))
                 deleted += result.rowcount or 0

@@ -245,11 +245,11 @@ class Ingest:
         """Turn one message into rows of ``batch``; returns why it was refused, or None."""
         topic, payload = message.topic, message.payload
         route = topics.parse(topic)
-        device_id = route.device_id if route else None
+        device_id = route.device_id if route else topics.device_of(topic)
         device = self.registry.devices.get(device_id) if device_id else None
         if route is None or device is None:
-            reason = "unknown device" if route else "topic is not part of the tos/v1 device protocol"
-            batch.dead.append(dead_letters.row(None, topic, reason, payload, now))
+            reason = "unknown device" if device is None else "topic is not part of the tos/v1 device protocol"
+            batch.dead.append(dead_letters.row(device.id if device else None, topic, reason, payload, now))
             return NotFound(reason)
         try:
             if not device.enabled:
@@ -291,6 +291,8 @@ class Ingest:
             elif kind is Kind.COMMAND_RESPONSE:
                 batch.responses.append((device.id, route.name, codec.decode_json(payload), message))
             elif kind is Kind.STATUS:
+                if not payload:
+                    return None  # clearing the retained status message: nothing to record
                 text = payload.decode("utf-8", "replace").strip().strip('"')
                 if text not in ("online", "offline"):
                     raise InvalidInput("status must be 'online' or 'offline'")

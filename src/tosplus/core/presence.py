@@ -135,15 +135,19 @@ class Presence:
         dirty, self._dirty = self._dirty, set()
         rows = [
             {"_id": d, "online": s.online, "presence_at": s.since, "last_seen": s.last_seen}
-            for d in dirty if (s := self.states.get(d)) is not None
+            for d in dirty
+            if (s := self.states.get(d)) is not None
         ]
         if not rows:
             return
         stmt = (
             sa.update(t.devices)
             .where(t.devices.c.id == sa.bindparam("_id"))
-            .values(online=sa.bindparam("online"), presence_at=sa.bindparam("presence_at"),
-                    last_seen=sa.bindparam("last_seen"))
+            .values(
+                online=sa.bindparam("online"),
+                presence_at=sa.bindparam("presence_at"),
+                last_seen=sa.bindparam("last_seen"),
+            )
         )
         try:
             async with self.engine.begin() as conn:

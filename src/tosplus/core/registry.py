@@ -121,15 +121,15 @@ class Registry:
         async with self.engine.connect() as conn:
             if product_ids:
                 found = set()
-                for row in (await conn.execute(
-                    sa.select(t.products).where(t.products.c.id.in_(list(product_ids)))
-                )).mappings():
+                for row in (
+                    await conn.execute(sa.select(t.products).where(t.products.c.id.in_(list(product_ids))))
+                ).mappings():
                     self._remember_product(row)
                     found.add(row["id"])
                 for gone in set(product_ids) - found:
                     self.products.pop(gone, None)
             for start in range(0, len(device_ids), 1000):
-                chunk = list(device_ids[start: start + 1000])
+                chunk = list(device_ids[start : start + 1000])
                 found = set()
                 for row in (await conn.execute(sa.select(t.devices).where(t.devices.c.id.in_(chunk)))).mappings():
                     self._remember_device(row)
@@ -267,8 +267,15 @@ class Registry:
             )
             created.append(secret)
         twin_rows = [
-            {"device_id": r["id"], "desired": {}, "desired_meta": {}, "desired_version": 0,
-             "reported": {}, "reported_meta": {}, "reported_version": 0}
+            {
+                "device_id": r["id"],
+                "desired": {},
+                "desired_meta": {},
+                "desired_version": 0,
+                "reported": {},
+                "reported_meta": {},
+                "reported_version": 0,
+            }
             for r in rows
         ]
         async with self.engine.begin() as conn:
@@ -316,11 +323,16 @@ class Registry:
                 sa.update(t.devices).where(t.devices.c.id == device_id).values(secret_hash=digest, credentials_at=now)
             )
         self._secret_hashes[device_id] = digest
-        self.devices[device_id] = replace(self.devices[device_id], has_credentials=digest is not None,
-                                          credentials_at=now)
+        self.devices[device_id] = replace(
+            self.devices[device_id], has_credentials=digest is not None, credentials_at=now
+        )
 
     async def update_device(
-        self, device_id: str, *, name: str | None = None, labels: dict[str, str] | None = None,
+        self,
+        device_id: str,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
         enabled: bool | None = None,
     ) -> Device:
         device = self.device(device_id)

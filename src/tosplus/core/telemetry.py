@@ -75,8 +75,8 @@ class TelemetryStore:
 
     async def _upsert_latest(self, conn: AsyncConnection, rows: Iterable[Row]) -> None:
         values = [{"device_id": d, "key": k, "ts": ts, "num": n, "txt": x} for d, k, ts, n, x in rows]
-        insert = postgresql.insert(t.telemetry_latest) if self.dialect == "postgresql" else sqlite.insert(
-            t.telemetry_latest
+        insert = (
+            postgresql.insert(t.telemetry_latest) if self.dialect == "postgresql" else sqlite.insert(t.telemetry_latest)
         )
         stmt = insert.on_conflict_do_update(
             index_elements=["device_id", "key"],
@@ -90,9 +90,7 @@ class TelemetryStore:
             result = await conn.execute(
                 sa.select(t.telemetry_latest).where(t.telemetry_latest.c.device_id == device_id)
             )
-            return {
-                r.key: {"ts": r.ts, "value": decode_value(r.num, r.txt)} for r in result
-            }
+            return {r.key: {"ts": r.ts, "value": decode_value(r.num, r.txt)} for r in result}
 
     async def keys(self, device_id: str) -> list[str]:
         async with self.engine.connect() as conn:
@@ -147,7 +145,7 @@ class TelemetryStore:
         deleted = 0
         async with self.engine.begin() as conn:
             for chunk_start in range(0, len(device_ids), 500):
-                chunk = device_ids[chunk_start: chunk_start + 500]
+                chunk = device_ids[chunk_start : chunk_start + 500]
                 result = await conn.execute(
                     sa.delete(t.telemetry).where(t.telemetry.c.device_id.in_(chunk), t.telemetry.c.ts < before_ms)
                 )

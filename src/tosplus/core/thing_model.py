@@ -28,9 +28,32 @@ from tosplus.errors import InvalidInput
 
 _TYPES = ("boolean", "integer", "number", "string", "object", "array", "null")
 _KNOWN_TERMS = {
-    "type", "minimum", "maximum", "enum", "unit", "readOnly", "writeOnly", "properties", "required", "items",
-    "minLength", "maxLength", "title", "description", "observable", "const", "default", "@type", "format",
-    "minItems", "maxItems", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "titles", "descriptions",
+    "type",
+    "minimum",
+    "maximum",
+    "enum",
+    "unit",
+    "readOnly",
+    "writeOnly",
+    "properties",
+    "required",
+    "items",
+    "minLength",
+    "maxLength",
+    "title",
+    "description",
+    "observable",
+    "const",
+    "default",
+    "@type",
+    "format",
+    "minItems",
+    "maxItems",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "titles",
+    "descriptions",
 }
 
 
@@ -96,8 +119,14 @@ class DataSchema:
         out: dict[str, Any] = {}
         if self.type:
             out["type"] = self.type
-        for key, attr in (("minimum", "minimum"), ("maximum", "maximum"), ("unit", "unit"),
-                          ("minLength", "min_length"), ("maxLength", "max_length"), ("maxItems", "max_items")):
+        for key, attr in (
+            ("minimum", "minimum"),
+            ("maximum", "maximum"),
+            ("unit", "unit"),
+            ("minLength", "min_length"),
+            ("maxLength", "max_length"),
+            ("maxItems", "max_items"),
+        ):
             if getattr(self, attr) is not None:
                 out[key] = getattr(self, attr)
         if self.enum is not None:

@@ -60,8 +60,11 @@ class Tokens:
         principal = Principal(new_id("tok"), name, role)
         digest = hash_secret(token)
         async with self.engine.begin() as conn:
-            await conn.execute(sa.insert(t.api_tokens).values(
-                id=principal.token_id, token_hash=digest, name=name, role=role, created_at=now_ms()))
+            await conn.execute(
+                sa.insert(t.api_tokens).values(
+                    id=principal.token_id, token_hash=digest, name=name, role=role, created_at=now_ms()
+                )
+            )
         self._by_hash[digest] = principal
         return principal
 

@@ -51,8 +51,15 @@ class Twin:
         }
 
     def copy(self) -> Twin:
-        return Twin(self.device_id, dict(self.desired), dict(self.desired_meta), self.desired_version,
-                    dict(self.reported), dict(self.reported_meta), self.reported_version)
+        return Twin(
+            self.device_id,
+            dict(self.desired),
+            dict(self.desired_meta),
+            self.desired_version,
+            dict(self.reported),
+            dict(self.reported_meta),
+            self.reported_version,
+        )
 
 
 class Twins:
@@ -83,8 +90,15 @@ class Twins:
         row = (await conn.execute(sa.select(t.twins).where(t.twins.c.device_id == device_id))).mappings().first()
         if row is None:
             raise NotFound(f"device '{device_id}' has no twin")
-        twin = Twin(device_id, dict(row["desired"]), dict(row["desired_meta"]), row["desired_version"],
-                    dict(row["reported"]), dict(row["reported_meta"]), row["reported_version"])
+        twin = Twin(
+            device_id,
+            dict(row["desired"]),
+            dict(row["desired_meta"]),
+            row["desired_version"],
+            dict(row["reported"]),
+            dict(row["reported_meta"]),
+            row["reported_version"],
+        )
         self._cache[device_id] = twin
         return twin
 
@@ -106,9 +120,7 @@ class Twins:
         async with self._lock(device_id):
             current = await self.get(device_id)
             if expected_version is not None and expected_version != current.desired_version:
-                raise VersionMismatch(
-                    f"desired state is at version {current.desired_version}, not {expected_version}"
-                )
+                raise VersionMismatch(f"desired state is at version {current.desired_version}, not {expected_version}")
             new = current.copy()
             now = now_ms()
             for key, value in patch.items():
@@ -170,8 +182,9 @@ class Twins:
             await conn.execute(
                 sa.update(t.twins)
                 .where(t.twins.c.device_id == device_id)
-                .values(reported=twin.reported, reported_meta=twin.reported_meta,
-                        reported_version=twin.reported_version)
+                .values(
+                    reported=twin.reported, reported_meta=twin.reported_meta, reported_version=twin.reported_version
+                )
             )
             changed.append(twin)
         return changed

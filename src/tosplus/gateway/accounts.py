@@ -67,14 +67,15 @@ class MosquittoAccounts:
     async def _import(self, creds: list[tuple[str, str]]) -> None:
         delay = 1.0
         for start in range(0, len(creds), self.INLINE_LIMIT):
-            chunk = creds[start: start + self.INLINE_LIMIT]
+            chunk = creds[start : start + self.INLINE_LIMIT]
             while True:
                 try:
                     await self.admin.upsert_devices(chunk)  # idempotent: safe to repeat after a failure
                     break
                 except Exception:
-                    log.exception("adding %d device accounts to the broker failed; retrying in %.0fs",
-                                  len(chunk), delay)
+                    log.exception(
+                        "adding %d device accounts to the broker failed; retrying in %.0fs", len(chunk), delay
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60.0)
             self.pending -= len(chunk)

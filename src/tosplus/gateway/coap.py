@@ -21,8 +21,12 @@ from tosplus.gateway import device_api
 if TYPE_CHECKING:
     from tosplus.app import Hub
 
-_CODES = {401: aiocoap.UNAUTHORIZED, 404: aiocoap.NOT_FOUND, 413: aiocoap.REQUEST_ENTITY_TOO_LARGE,
-          429: aiocoap.Code(4 << 5 | 29)}
+_CODES = {
+    401: aiocoap.UNAUTHORIZED,
+    404: aiocoap.NOT_FOUND,
+    413: aiocoap.REQUEST_ENTITY_TOO_LARGE,
+    429: aiocoap.Code(4 << 5 | 29),
+}
 _POST_KINDS = {("telemetry",): "telemetry", ("twin", "reported"): "twin/reported", ("status",): "status"}
 
 

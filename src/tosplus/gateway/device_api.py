@@ -16,6 +16,7 @@ from tosplus.gateway import topics
 if TYPE_CHECKING:
     from tosplus.app import Hub
 
+
 def topic_for(device_id: str, kind: str, name: str = "") -> str:
     if kind == "telemetry":
         return topics.telemetry(device_id)

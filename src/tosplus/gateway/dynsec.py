@@ -86,7 +86,8 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 
 def device_acls(device_id: str) -> list[dict[str, Any]]:
     own = topics.device_filter(device_id)
-    return [_acl("publishClientSend", own), _acl("subscribePattern", own), _acl("publishClientReceive", own)]
+    sends = [_acl("publishClientSend", flt) for flt in topics.device_publish_filters(device_id)]
+    return [*sends, _acl("subscribePattern", own), _acl("publishClientReceive", own)]
 
 
 def hub_acls() -> list[dict[str, Any]]:
@@ -419,15 +420,23 @@ class DynsecAdmin:
                 if any(t == acl["acltype"] and topic == acl["topic"] for t, topic, _ in have):
                     # The same topic with allow false: addRoleACL would refuse a duplicate, so replace it.
                     commands.append(
-                        {"command": "removeRoleACL", "rolename": HUB_ROLE, "acltype": acl["acltype"],
-                         "topic": acl["topic"]}
+                        {
+                            "command": "removeRoleACL",
+                            "rolename": HUB_ROLE,
+                            "acltype": acl["acltype"],
+                            "topic": acl["topic"],
+                        }
                     )
                 commands.append({"command": "addRoleACL", "rolename": HUB_ROLE, **acl})
 
         if client.get("error") == "Client not found":
             commands.append(
-                {"command": "createClient", "username": username, "password": password,
-                 "roles": [{"rolename": HUB_ROLE}]}
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": HUB_ROLE}],
+                }
             )
         else:
             self._check(client, f"show client '{username}'")
@@ -450,8 +459,12 @@ class DynsecAdmin:
         """Try the credentials with a throw-away client id (so no session of the hub is taken over)."""
         try:
             async with aiomqtt.Client(
-                self.host, self.port, username=username, password=password,
-                identifier=f"{self._prefix}check", timeout=self.probe_timeout_s,
+                self.host,
+                self.port,
+                username=username,
+                password=password,
+                identifier=f"{self._prefix}check",
+                timeout=self.probe_timeout_s,
             ):
                 return True
         except aiomqtt.MqttCodeError as exc:
@@ -496,8 +509,12 @@ class DynsecAdmin:
                 updated += 1
             else:
                 commands.append(
-                    {"command": "createClient", "username": device_id, "password": secret,
-                     "roles": [{"rolename": role}]}
+                    {
+                        "command": "createClient",
+                        "username": device_id,
+                        "password": secret,
+                        "roles": [{"rolename": role}],
+                    }
                 )
                 created += 1
         answers = await self._run(commands)
@@ -519,7 +536,11 @@ class DynsecAdmin:
             self._raise_errors("provision devices", retry, await self._run(retry))
         log.info(
             "provisioned %d devices on the broker at %s (%d new, %d passwords set) in %.1f s",
-            len(creds), self.where, created, updated, time.monotonic() - started,
+            len(creds),
+            self.where,
+            created,
+            updated,
+            time.monotonic() - started,
         )
 
     async def set_password(self, device_id: str, secret: str) -> None:
@@ -560,7 +581,8 @@ class DynsecAdmin:
                 commands.append({"command": "deleteRole", "rolename": device_role(device_id)})
         answers = await self._run(commands)
         settled = [
-            (c, a) for c, a in zip(commands, answers, strict=True)
+            (c, a)
+            for c, a in zip(commands, answers, strict=True)
             if a.get("error") not in ("Client not found", "Role not found")
         ]
         self._raise_errors("remove devices", [c for c, _ in settled], [a for _, a in settled])

@@ -159,6 +159,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from tosplus.errors import ConfigError
+from tosplus.gateway import topics
 from tosplus.gateway.topics import PREFIX
 
 __all__ = ["CONNECT_TIMEOUT_S", "SESSION_EXPIRY_S", "EmbeddedBroker", "TosAuthPlugin", "TosTopicPlugin"]
@@ -241,8 +242,7 @@ class _Policy:
         client_id = session.client_id or ""
         if client_id != username and not client_id.startswith(_RANDOM_CLIENT_ID_PREFIX):
             session.attributes[_REFUSAL] = IDENTIFIER_REJECTED
-            log.info("MQTT connection of device %s refused: client id %r is not its device id",
-                     username, client_id)
+            log.info("MQTT connection of device %s refused: client id %r is not its device id", username, client_id)
             return False
         try:
             accepted = await asyncio.wait_for(self._authenticate(username, password), AUTH_TIMEOUT_S)
@@ -261,6 +261,9 @@ class _Policy:
             return False
         if self.is_hub(username):
             return True
+        if action == Action.PUBLISH:
+            # Only the device → hub topics of its own subtree (see topics.device_publish_filters).
+            return topics.device_may_publish(username, topic)
         # The username has no '/', '+' or '#' (checked at CONNECT), so every name or filter starting with
         # this prefix stays inside the device's own subtree.
         return topic.startswith(f"{PREFIX}{username}/")
@@ -389,8 +392,7 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             old_session, old_handler = existing
             if old_session.username != session.username:
                 # Only the hub account gets here (_admit refuses everyone else): start from a clean slate.
-                log.warning("the hub account takes over client id %r from %r",
-                            client_id, old_session.username)
+                log.warning("the hub account takes over client id %r from %r", client_id, old_session.username)
                 await self._cleanup_session(client_id)
             elif old_session.transitions.is_connected():
                 await self._end_connection(old_session, old_handler)
@@ -401,8 +403,14 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         elif client_id in self._sessions:
             kept, _ = self._sessions[client_id]
             for attribute in (
-                "will_flag", "will_message", "will_topic", "will_qos", "will_retain",
-                "keep_alive", "username", "password",
+                "will_flag",
+                "will_message",
+                "will_topic",
+                "will_qos",
+                "will_retain",
+                "keep_alive",
+                "username",
+                "password",
             ):
                 setattr(kept, attribute, getattr(session, attribute))
             session = kept
@@ -444,12 +452,14 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         if not self._policy.is_hub(username):
             existing = self._sessions.get(session.client_id)
             if existing is not None and existing[0].username != username:
-                log.warning("MQTT connection of %s refused: client id %r belongs to another account",
-                            username, session.client_id)
+                log.warning(
+                    "MQTT connection of %s refused: client id %r belongs to another account",
+                    username,
+                    session.client_id,
+                )
                 return IDENTIFIER_REJECTED
         if session.will_flag and not self._policy.allowed(username, session.will_topic, Action.PUBLISH):
-            log.info("MQTT connection of %s refused: may not publish its will to %r",
-                     username, session.will_topic)
+            log.info("MQTT connection of %s refused: may not publish its will to %r", username, session.will_topic)
             return NOT_AUTHORIZED
         return None
 
@@ -467,8 +477,10 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     def _keepalive_expired(self, handler: BrokerProtocolHandler) -> None:
         session = handler.session
-        log.info("MQTT client %s silent for longer than 1.5 x its keep-alive: disconnecting",
-                 session.client_id if session is not None else "?")
+        log.info(
+            "MQTT client %s silent for longer than 1.5 x its keep-alive: disconnecting",
+            session.client_id if session is not None else "?",
+        )
         self._spawn(handler.handle_connection_closed())
 
     async def _end_connection(self, session: Session, handler: BrokerProtocolHandler) -> None:
@@ -530,8 +542,9 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 if handler is None:
                     continue
                 if target.attributes.get(_BACKLOG, 0) >= CLIENT_BACKLOG:  # a device not reading its socket
-                    log.warning("MQTT client %s is not reading its messages: dropped one on %s",
-                                target.client_id, topic)
+                    log.warning(
+                        "MQTT client %s is not reading its messages: dropped one on %s", target.client_id, topic
+                    )
                     continue
                 if qos == QOS_0 or target.clean_session:
                     delivery = handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
@@ -563,6 +576,7 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         amqtt forgets such a message: the PUBACK waiter is cancelled and the message leaves
         ``session.inflight_out`` before ``_retry_deliveries`` could ever resend it.
         """
+
         def still_this_connection() -> bool:
             return bool(session.transitions.is_connected()) and self._get_handler(session) is handler
 
@@ -607,8 +621,7 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 handler.mqtt_publish(topic, retained.data, min(qos, retained.qos or qos), retain=True)
             )
             for topic, retained in list(self._retained_messages.items())
-            if self._matches(topic, topic_filter)
-            and self._policy.allowed(session.username, topic, Action.RECEIVE)
+            if self._matches(topic, topic_filter) and self._policy.allowed(session.username, topic, Action.RECEIVE)
         ]
         if tasks:
             await asyncio.wait(tasks)

@@ -33,7 +33,7 @@ def parse(topic: str) -> Route | None:
     """Read a device → hub topic; ``None`` for anything that is not one."""
     if not topic.startswith(PREFIX):
         return None
-    parts = topic[len(PREFIX):].split("/")
+    parts = topic[len(PREFIX) :].split("/")
     if not parts[0]:
         return None
     device_id, rest = parts[0], parts[1:]
@@ -48,6 +48,14 @@ def parse(topic: str) -> Route | None:
     if len(rest) == 3 and rest[0] == "commands" and rest[2] == "response" and rest[1]:
         return Route(device_id, Kind.COMMAND_RESPONSE, rest[1])
     return None
+
+
+def device_of(topic: str) -> str | None:
+    """The device a ``tos/v1/{id}/...`` topic belongs to, even when the rest is not part of the protocol."""
+    if not topic.startswith(PREFIX):
+        return None
+    device_id = topic[len(PREFIX) :].split("/", 1)[0]
+    return device_id or None
 
 
 def telemetry(device_id: str) -> str:
@@ -84,6 +92,21 @@ def status(device_id: str) -> str:
 
 def errors(device_id: str) -> str:
     return f"{PREFIX}{device_id}/errors"
+
+
+def device_publish_filters(device_id: str) -> tuple[str, ...]:
+    """What a device may publish: only the device → hub topics of its own subtree.
+
+    The hub → device topics (``twin/desired``, ``twin/delta``, ``commands/{id}``, ``errors``) are the hub's
+    alone; a device that could publish there could, for one, overwrite its own retained desired state.
+    """
+    own = f"{PREFIX}{device_id}/"
+    return (f"{own}telemetry", f"{own}twin/reported", f"{own}events/+", f"{own}commands/+/response", f"{own}status")
+
+
+def device_may_publish(device_id: str, topic: str) -> bool:
+    route = parse(topic)
+    return route is not None and route.device_id == device_id
 
 
 def device_filter(device_id: str) -> str:

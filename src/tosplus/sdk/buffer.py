@@ -122,18 +122,14 @@ class SqliteOutbox:
         self._count += 1
         if self._count > self._max:
             excess = self._count - self._max
-            self._db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,)
-            )
+            self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,))
             self._count -= excess
             self.dropped += excess
             log.warning("outbox %s is full: dropped the %d oldest messages", self.path, excess)
         return int(cur.lastrowid or 0)
 
     def peek(self, limit: int) -> list[Entry]:
-        rows = self._db.execute(
-            "SELECT id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self._db.execute("SELECT id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Entry(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
 
     def remove(self, ids: Iterable[int]) -> None:

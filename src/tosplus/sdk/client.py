@@ -260,8 +260,10 @@ class DeviceClient:
     @property
     def pending(self) -> int:
         """Messages not yet acknowledged by the broker (buffered telemetry and events, responses, state)."""
-        return (len(self._outbox) if self._outbox is not None else 0) + len(self._responses) + (
-            1 if self._pending_reported else 0
+        return (
+            (len(self._outbox) if self._outbox is not None else 0)
+            + len(self._responses)
+            + (1 if self._pending_reported else 0)
         )
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
@@ -269,8 +271,9 @@ class DeviceClient:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         except TimeoutError:
-            raise DeviceError(f"{self.device_id}: not connected to {self.host}:{self.port} "
-                              f"after {timeout_s} s") from None
+            raise DeviceError(
+                f"{self.device_id}: not connected to {self.host}:{self.port} after {timeout_s} s"
+            ) from None
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until everything sent so far has been acknowledged by the broker (forever by default;
@@ -280,8 +283,9 @@ class DeviceClient:
         try:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
         except TimeoutError:
-            raise DeviceError(f"{self.device_id}: {self.pending} messages still undelivered "
-                              f"after {timeout_s} s") from None
+            raise DeviceError(
+                f"{self.device_id}: {self.pending} messages still undelivered after {timeout_s} s"
+            ) from None
 
     # -- handlers --------------------------------------------------------------------------------------------
 
@@ -396,11 +400,22 @@ class DeviceClient:
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 if _refused_credentials(exc):
-                    log.warning("%s: %s:%d refuses the device id or secret (%s); retrying",
-                                self.device_id, self.host, self.port, exc)
+                    log.warning(
+                        "%s: %s:%d refuses the device id or secret (%s); retrying",
+                        self.device_id,
+                        self.host,
+                        self.port,
+                        exc,
+                    )
                 else:
-                    log.log(logging.INFO if attempt == 0 else logging.DEBUG,
-                            "%s: connection to %s:%d lost or refused: %s", self.device_id, self.host, self.port, exc)
+                    log.log(
+                        logging.INFO if attempt == 0 else logging.DEBUG,
+                        "%s: connection to %s:%d lost or refused: %s",
+                        self.device_id,
+                        self.host,
+                        self.port,
+                        exc,
+                    )
             except Exception:
                 log.exception("%s: unexpected error in the connection", self.device_id)
             finally:
@@ -413,8 +428,9 @@ class DeviceClient:
                 await asyncio.wait_for(self._closing.wait(), delay)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        await client.subscribe([(self._t_desired, 1), (self._t_delta, 1), (f"{self._base}commands/+", 1),
-                                (self._t_errors, 1)])
+        await client.subscribe(
+            [(self._t_desired, 1), (self._t_delta, 1), (f"{self._base}commands/+", 1), (self._t_errors, 1)]
+        )
         await client.publish(self._t_status, b"online", qos=1, retain=True)
         self.connects += 1
         self._connected.set()
@@ -489,8 +505,13 @@ class DeviceClient:
         size = 0
         for entry in entries:
             last = messages[-1] if messages else None
-            if (last is not None and entry.topic == self._t_telemetry and last[0] == self._t_telemetry
-                    and len(last[2]) < self._batch_max and size + len(entry.payload) + 1 <= self._batch_max_bytes):
+            if (
+                last is not None
+                and entry.topic == self._t_telemetry
+                and last[0] == self._t_telemetry
+                and len(last[2]) < self._batch_max
+                and size + len(entry.payload) + 1 <= self._batch_max_bytes
+            ):
                 last[1].append(entry.payload)
                 last[2].append(entry.id)
                 size += len(entry.payload) + 1
@@ -499,8 +520,10 @@ class DeviceClient:
                 break
             messages.append((entry.topic, [entry.payload], [entry.id]))
             size = len(entry.payload) + 2
-        return [(topic, parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]", ids)
-                for topic, parts, ids in messages]
+        return [
+            (topic, parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]", ids)
+            for topic, parts, ids in messages
+        ]
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -514,7 +537,7 @@ class DeviceClient:
     def _dispatch(self, topic: str, raw: Any) -> None:
         if not topic.startswith(self._base):
             return
-        rest = topic[len(self._base):]
+        rest = topic[len(self._base) :]
         payload = raw if isinstance(raw, bytes | bytearray) else str(raw if raw is not None else "").encode()
         if rest in ("twin/desired", "twin/delta"):
             if payload:
@@ -522,7 +545,7 @@ class DeviceClient:
         elif rest == "errors":
             self._on_hub_error(payload)
         elif rest.startswith("commands/"):
-            request_id = rest[len("commands/"):]
+            request_id = rest[len("commands/") :]
             if request_id and "/" not in request_id:
                 self._on_command(request_id, payload)
 
@@ -540,8 +563,7 @@ class DeviceClient:
         if not isinstance(version, int) or isinstance(version, bool):
             version = None
         if version is not None and self._desired_version is not None and version < self._desired_version:
-            log.debug("%s: ignoring desired version %d older than %d", self.device_id, version,
-                      self._desired_version)
+            log.debug("%s: ignoring desired version %d older than %d", self.device_id, version, self._desired_version)
             return
         if full:
             self._desired = {k: v for k, v in state.items() if v is not None}
@@ -606,7 +628,7 @@ class DeviceClient:
             doc = None
         name = doc.get("name") if isinstance(doc, dict) else None
         if not isinstance(doc, dict) or not isinstance(name, str):
-            response = {"ok": False, "error": "invalid command: expected {\"name\": ..., \"params\": {...}}"}
+            response = {"ok": False, "error": 'invalid command: expected {"name": ..., "params": {...}}'}
         elif (handler := self._commands.get(name)) is None:
             response = {"ok": False, "error": f"unknown command '{name}'"}
         else:
@@ -635,8 +657,7 @@ class DeviceClient:
             doc = {"reason": payload.decode(errors="replace")}
         if not isinstance(doc, dict):
             doc = {"reason": doc}
-        log.warning("%s: the hub refused a message on %s: %s", self.device_id, doc.get("topic"),
-                    doc.get("reason"))
+        log.warning("%s: the hub refused a message on %s: %s", self.device_id, doc.get("topic"), doc.get("reason"))
         for handler in list(self._error_handlers):
             task = asyncio.create_task(self._call_error_handler(handler, doc))
             self._tasks.add(task)

@@ -112,7 +112,8 @@ class SimDevice:
         self.writable = tuple(k for k, s in self.model.properties.items() if not s.read_only)
         if self.telemetry_keys is None:
             self._telemetry_keys = tuple(
-                k for k, s in self.model.properties.items()
+                k
+                for k, s in self.model.properties.items()
                 if s.read_only and s.type in ("number", "integer", "boolean")
             )
         else:
@@ -169,8 +170,7 @@ class SimDevice:
         schema = self.model.events.get(name)
         payload = dict(data or {})
         if schema is not None:
-            payload = {k: conform(schema.properties[k], v) if k in schema.properties else v
-                       for k, v in payload.items()}
+            payload = {k: conform(schema.properties[k], v) if k in schema.properties else v for k, v in payload.items()}
         self.pending_events.append((name, payload))
 
     def datasets_file(self, name: str) -> Path | None:
@@ -232,8 +232,10 @@ class SimDevice:
         for key, value in sorted(changed.items(), key=lambda kv: kv[0] in self.apply_last):
             schema = self.model.properties.get(key)
             problem = (
-                f"'{key}' is not a property" if schema is None
-                else f"'{key}' is read-only" if schema.read_only
+                f"'{key}' is not a property"
+                if schema is None
+                else f"'{key}' is read-only"
+                if schema.read_only
                 else schema.check(value, key)
             )
             if problem:
@@ -263,14 +265,20 @@ class SimDevice:
     async def open(self) -> DeviceClient:
         """Create the SDK client, register the handlers and start connecting (returns at once)."""
         client = DeviceClient(
-            self.device_id, self.secret, host=self.host, port=self.port, buffer_dir=self.buffer_dir,
-            protocol=self.protocol, **self.client_options,
+            self.device_id,
+            self.secret,
+            host=self.host,
+            port=self.port,
+            buffer_dir=self.buffer_dir,
+            protocol=self.protocol,
+            **self.client_options,
         )
         client.on_desired(self.on_desired)
         for name in self.model.actions:
             client.on_command(name, functools.partial(self.on_action, name))
-        client.on_error(lambda doc: log.warning("%s: hub refused %s: %s", self.device_id, doc.get("topic"),
-                                                doc.get("reason")))
+        client.on_error(
+            lambda doc: log.warning("%s: hub refused %s: %s", self.device_id, doc.get("topic"), doc.get("reason"))
+        )
         await client.start()
         self.client = client
         self._last_reported = {}
@@ -334,7 +342,8 @@ class SimDevice:
         self._reboot.clear()
         stopping = asyncio.create_task(stop.wait())
         rebooting = asyncio.create_task(self._reboot.wait())
-        wait_s = self.rng.uniform(0, self.period_s) if jitter else self.period_s
+        # A device that has just (re)connected sends its readings at once; a fleet spreads its first ones out.
+        wait_s = self.rng.uniform(0, self.period_s) if jitter else 0.0
         last = time.monotonic()
         try:
             while True:
@@ -380,8 +389,9 @@ class SmartTv(SimDevice):
     default_period_s = 30.0
 
     def setup(self) -> None:
-        self.state.update(power=True, volume=20, muted=False, channel=1, input="tv", app="",
-                          picture_mode="standard", power_w=0.5)
+        self.state.update(
+            power=True, volume=20, muted=False, channel=1, input="tv", app="", picture_mode="standard", power_w=0.5
+        )
 
     def step(self, dt: float) -> None:
         on = bool(self.state["power"])
@@ -438,10 +448,16 @@ class Fridge(SimDevice):
     status_keys = ("door_open",)
 
     def setup(self) -> None:
-        self.state.update(fridge_setpoint_c=4.0, freezer_setpoint_c=-18.0,
-                          fridge_temp_c=4.0 + self.rng.uniform(-0.5, 0.5),
-                          freezer_temp_c=-18.0 + self.rng.uniform(-0.5, 0.5),
-                          door_open=False, ice_maker="normal", eco_mode=False, power_w=2.0)
+        self.state.update(
+            fridge_setpoint_c=4.0,
+            freezer_setpoint_c=-18.0,
+            fridge_temp_c=4.0 + self.rng.uniform(-0.5, 0.5),
+            freezer_temp_c=-18.0 + self.rng.uniform(-0.5, 0.5),
+            door_open=False,
+            ice_maker="normal",
+            eco_mode=False,
+            power_w=2.0,
+        )
         self._door_close_in = 0.0
         self._door_open_for = 0.0
         self._alerted = False
@@ -504,9 +520,16 @@ class Smartwatch(SimDevice):
     default_period_s = 10.0
 
     def setup(self) -> None:
-        self.state.update(heart_rate=70, steps=self.rng.randint(0, 3000), battery=self.rng.randint(55, 100),
-                          spo2_pct=97, skin_temp_c=33.0, workout="none", do_not_disturb=False,
-                          hr_alert_bpm=150)
+        self.state.update(
+            heart_rate=70,
+            steps=self.rng.randint(0, 3000),
+            battery=self.rng.randint(55, 100),
+            spo2_pct=97,
+            skin_temp_c=33.0,
+            workout="none",
+            do_not_disturb=False,
+            hr_alert_bpm=150,
+        )
         self._hr = 70.0
         self._battery = float(self.state["battery"])
         self._charging = False
@@ -543,8 +566,14 @@ class Smartwatch(SimDevice):
         self._hr_alerted = over
         if self.chance(0.02, dt):
             severity = "high" if self.rng.random() < 0.3 else "low"
-            self.emit("fall_detected", {"severity": severity, "lat": 51.5072 + self.rng.gauss(0, 0.01),
-                                        "lon": -0.1276 + self.rng.gauss(0, 0.01)})
+            self.emit(
+                "fall_detected",
+                {
+                    "severity": severity,
+                    "lat": 51.5072 + self.rng.gauss(0, 0.01),
+                    "lon": -0.1276 + self.rng.gauss(0, 0.01),
+                },
+            )
         if self.chance(0.5, dt):
             self.emit("button_pressed", {"button": self.rng.choice(["crown", "side"]), "long": False})
 
@@ -556,8 +585,14 @@ class Smartwatch(SimDevice):
         return {"steps": 0}
 
 
-PHONE_APPS = ("com.whatsapp", "com.spotify.music", "org.mozilla.firefox", "com.google.android.apps.maps",
-              "com.instagram.android", "org.tosplus.companion")
+PHONE_APPS = (
+    "com.whatsapp",
+    "com.spotify.music",
+    "org.mozilla.firefox",
+    "com.google.android.apps.maps",
+    "com.instagram.android",
+    "org.tosplus.companion",
+)
 
 
 class Smartphone(SimDevice):
@@ -566,9 +601,18 @@ class Smartphone(SimDevice):
     status_keys = ("charging", "network", "screen_on", "app")
 
     def setup(self) -> None:
-        self.state.update(battery=self.rng.randint(40, 100), charging=False, network="wifi", signal_dbm=-60,
-                          screen_on=False, app="", storage_free_gb=round(self.rng.uniform(5, 90), 1),
-                          ringer="normal", volume=60, do_not_disturb=False)
+        self.state.update(
+            battery=self.rng.randint(40, 100),
+            charging=False,
+            network="wifi",
+            signal_dbm=-60,
+            screen_on=False,
+            app="",
+            storage_free_gb=round(self.rng.uniform(5, 90), 1),
+            ringer="normal",
+            volume=60,
+            do_not_disturb=False,
+        )
         self._battery = float(self.state["battery"])
         self._low_alerted = False
 
@@ -619,8 +663,7 @@ class Light(SimDevice):
     rated_w: ClassVar[float] = 9.5
 
     def setup(self) -> None:
-        self.state.update(on=self.rng.random() < 0.5, brightness=80, color_temp_k=2700, power_w=0.3,
-                          energy_wh=0.0)
+        self.state.update(on=self.rng.random() < 0.5, brightness=80, color_temp_k=2700, power_w=0.3, energy_wh=0.0)
         self._update_power()
 
     def _update_power(self) -> None:
@@ -657,8 +700,15 @@ class Thermostat(SimDevice):
     cool_rate_c_s: ClassVar[float] = 0.002
 
     def setup(self) -> None:
-        self.state.update(target_c=21.0, temperature_c=round(18 + self.rng.uniform(-1, 1), 2),
-                          humidity_pct=45.0, mode="heat", fan="auto", hvac_running=False, boost_active=False)
+        self.state.update(
+            target_c=21.0,
+            temperature_c=round(18 + self.rng.uniform(-1, 1), 2),
+            humidity_pct=45.0,
+            mode="heat",
+            fan="auto",
+            hvac_running=False,
+            boost_active=False,
+        )
         self._boost_left = 0.0
         self._boost_target = 21.0
         self._alarm: str | None = None
@@ -716,8 +766,9 @@ class SmartPlug(SimDevice):
     default_period_s = 10.0
 
     def setup(self) -> None:
-        self.state.update(on=True, power_w=0.0, voltage_v=230.0, current_a=0.0, energy_wh=0.0,
-                          child_lock=False, max_power_w=3000)
+        self.state.update(
+            on=True, power_w=0.0, voltage_v=230.0, current_a=0.0, energy_wh=0.0, child_lock=False, max_power_w=3000
+        )
         self._load_w = self.rng.uniform(40, 120)
         self._burst_left = 0.0
 
@@ -750,8 +801,16 @@ class SmartPlug(SimDevice):
         return {"energy_wh": 0.0}
 
 
-PLAYLIST = ("Clair de Lune", "So What", "Bohemian Rhapsody", "Hey Jude", "Blue in Green", "Teardrop",
-            "Windowlicker", "Svefn-g-englar")
+PLAYLIST = (
+    "Clair de Lune",
+    "So What",
+    "Bohemian Rhapsody",
+    "Hey Jude",
+    "Blue in Green",
+    "Teardrop",
+    "Windowlicker",
+    "Svefn-g-englar",
+)
 
 
 class Speaker(SimDevice):
@@ -809,9 +868,13 @@ class ParkingSensor(SimDevice):
     mean_stay_s: ClassVar[float] = 3600.0
 
     def setup(self) -> None:
-        self.state.update(occupied=self.rng.random() < 0.5,
-                          battery=self.rng.randint(60, 100), temperature_c=15.0, rssi_dbm=-95,
-                          report_interval_s=900)
+        self.state.update(
+            occupied=self.rng.random() < 0.5,
+            battery=self.rng.randint(60, 100),
+            temperature_c=15.0,
+            rssi_dbm=-95,
+            report_interval_s=900,
+        )
         self._battery = float(self.state["battery"])
         self._since = 0.0
         path = self.datasets_file(datasets.BIRMINGHAM_PARKING)
@@ -855,8 +918,9 @@ class StreetLight(SimDevice):
     rated_w: ClassVar[float] = 120.0
 
     def setup(self) -> None:
-        self.state.update(on=False, dim_level=100, mode="schedule", lamp_fault=False, power_w=0.5,
-                          energy_wh=0.0, ambient_lux=0.0)
+        self.state.update(
+            on=False, dim_level=100, mode="schedule", lamp_fault=False, power_w=0.5, energy_wh=0.0, ambient_lux=0.0
+        )
         self._manual_left = 0.0
         self._fault_code = "driver_failure"
         self._schedule()
@@ -965,8 +1029,8 @@ class TrafficCounter(SimDevice):
         self._counted += max(0.0, self.rng.gauss(expected, math.sqrt(expected + 1e-9)))
         ratio = min(1.0, flow / self.capacity_veh_h)
         s["flow_veh_h"] = round(flow)
-        s["avg_speed_kmh"] = max(15.0, 108 * (1 - 0.55 * ratio ** 3) + self.rng.gauss(0, 2))
-        s["occupancy_pct"] = min(100.0, max(0.0, 32 * ratio ** 1.5 + self.rng.gauss(0, 0.5)))
+        s["avg_speed_kmh"] = max(15.0, 108 * (1 - 0.55 * ratio**3) + self.rng.gauss(0, 2))
+        s["occupancy_pct"] = min(100.0, max(0.0, 32 * ratio**1.5 + self.rng.gauss(0, 0.5)))
         congested = s["occupancy_pct"] > 25
         if congested and not self._congested:
             self.emit("congestion", {"occupancy_pct": s["occupancy_pct"], "avg_speed_kmh": s["avg_speed_kmh"]})
@@ -987,8 +1051,12 @@ class TrafficCounter(SimDevice):
         return {"vehicle_count": 0}
 
 
-AQ_LIMITS = {"co": ("co_mg_m3", 10.0), "no2": ("no2_ug_m3", 200.0), "nox": ("nox_ppb", 600.0),
-             "c6h6": ("c6h6_ug_m3", 25.0)}
+AQ_LIMITS = {
+    "co": ("co_mg_m3", 10.0),
+    "no2": ("no2_ug_m3", 200.0),
+    "nox": ("nox_ppb", 600.0),
+    "c6h6": ("c6h6_ug_m3", 25.0),
+}
 
 
 class AirQualityStation(SimDevice):
@@ -1015,15 +1083,21 @@ class AirQualityStation(SimDevice):
         temp = 15 + 7 * math.sin((h - 9) / 24 * 2 * math.pi)
         rh = max(15.0, min(90.0, 60 - 1.5 * (temp - 15)))
         return {
-            "co_mg_m3": 0.8 + 2.5 * rush, "no2_ug_m3": 60 + 80 * rush, "nox_ppb": 80 + 250 * rush,
-            "c6h6_ug_m3": 3 + 10 * rush, "temperature_c": temp, "rh_pct": rh,
+            "co_mg_m3": 0.8 + 2.5 * rush,
+            "no2_ug_m3": 60 + 80 * rush,
+            "nox_ppb": 80 + 250 * rush,
+            "c6h6_ug_m3": 3 + 10 * rush,
+            "temperature_c": temp,
+            "rh_pct": rh,
             "ah": rh / 100 * 6.112 * math.exp(17.67 * temp / (temp + 243.5)) * 2.1674 / (273.15 + temp),
         }
 
     def step(self, dt: float) -> None:
         values = self.readings_now()
-        jitter = {k: v * (1 + self.rng.gauss(0, 0.01)) if k != "temperature_c" else v + self.rng.gauss(0, 0.05)
-                  for k, v in values.items()}
+        jitter = {
+            k: v * (1 + self.rng.gauss(0, 0.01)) if k != "temperature_c" else v + self.rng.gauss(0, 0.05)
+            for k, v in values.items()
+        }
         self._readings = jitter
         for name, (key, limit) in AQ_LIMITS.items():
             value = jitter.get(key)
@@ -1044,8 +1118,20 @@ class AirQualityStation(SimDevice):
 
 BEHAVIOURS: dict[str, type[SimDevice]] = {
     cls.product_id: cls
-    for cls in (SmartTv, Fridge, Smartwatch, Smartphone, Light, Thermostat, SmartPlug, Speaker, ParkingSensor,
-                StreetLight, TrafficCounter, AirQualityStation)
+    for cls in (
+        SmartTv,
+        Fridge,
+        Smartwatch,
+        Smartphone,
+        Light,
+        Thermostat,
+        SmartPlug,
+        Speaker,
+        ParkingSensor,
+        StreetLight,
+        TrafficCounter,
+        AirQualityStation,
+    )
 }
 
 

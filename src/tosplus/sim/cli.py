@@ -23,15 +23,24 @@ T = TypeVar("T")
 DEFAULT_API = "http://127.0.0.1:8080"
 TOKEN_FILE = "admin-token"
 
-app = typer.Typer(name="simulate", help="Simulated devices: a home, a city, or a fleet of N.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    name="simulate",
+    help="Simulated devices: a home, a city, or a fleet of N.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 ApiOption = Annotated[str, typer.Option("--api", envvar="TOSPLUS_API_URL", help="The hub's API base URL.")]
-TokenOption = Annotated[str | None, typer.Option(
-    "--token", envvar="TOSPLUS_ADMIN_TOKEN",
-    help="Admin token (default: $TOSPLUS_ADMIN_TOKEN, else the file admin-token in the data directory, "
-         "$TOSPLUS_DATA_DIR or .tosplus).")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TOSPLUS_ADMIN_TOKEN",
+        help="Admin token (default: $TOSPLUS_ADMIN_TOKEN, else the file admin-token in the data directory, "
+        "$TOSPLUS_DATA_DIR or .tosplus).",
+    ),
+]
 LogOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning")]
 
 
@@ -53,15 +62,21 @@ def resolve_token(token: str | None) -> str:
     except OSError:
         saved = ""
     if not saved:
-        raise typer.BadParameter(f"no admin token: pass --token, set TOSPLUS_ADMIN_TOKEN, or run where {path} "
-                                 "exists (set TOSPLUS_DATA_DIR to the hub's data directory)",
-                                 param_hint="--token")
+        raise typer.BadParameter(
+            f"no admin token: pass --token, set TOSPLUS_ADMIN_TOKEN, or run where {path} "
+            "exists (set TOSPLUS_DATA_DIR to the hub's data directory)",
+            param_hint="--token",
+        )
     return saved
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("mqtt").setLevel(logging.WARNING)
 
@@ -91,8 +106,9 @@ def home(
     city: Annotated[bool, typer.Option("--city/--no-city", help="Also simulate a city block.")] = True,
     speed: Annotated[float, typer.Option(help="City replay speed (60: an hour of data a minute).")] = 60.0,
     period: Annotated[float | None, typer.Option(help="Telemetry period in s (default: per product).")] = None,
-    state_dir: Annotated[Path | None, typer.Option(
-        help="Where credentials are kept (default: the data directory).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where credentials are kept (default: the data directory).")
+    ] = None,
     log_level: LogOption = "info",
 ) -> None:
     """A home (TV, fridge, watch, phone, 3 lights, thermostat, plug, speaker), and a city unless --no-city.
@@ -108,11 +124,13 @@ def home(
     where = state_dir or data_dir()
 
     async def main(stop: asyncio.Event) -> None:
-        jobs: list[Awaitable[Any]] = [run_home(api, secret, stop=stop, state_file=where / "simulated-home.json",
-                                               period_s=period)]
+        jobs: list[Awaitable[Any]] = [
+            run_home(api, secret, stop=stop, state_file=where / "simulated-home.json", period_s=period)
+        ]
         if city:
-            jobs.append(run_city(api, secret, stop=stop, state_file=where / "simulated-city.json",
-                                 period_s=period, speed=speed))
+            jobs.append(
+                run_city(api, secret, stop=stop, state_file=where / "simulated-city.json", period_s=period, speed=speed)
+            )
         console.print(f"Simulating a home{' and a city' if city else ''} on {api} (Ctrl-C to stop)")
         await asyncio.gather(*jobs)
 
@@ -134,18 +152,21 @@ def fleet(
     from tosplus.sim.fleet import run_fleet
 
     if product not in BEHAVIOURS:
-        raise typer.BadParameter(f"no simulator for {product!r}; one of {', '.join(sorted(BEHAVIOURS))}",
-                                 param_hint="--product")
+        raise typer.BadParameter(
+            f"no simulator for {product!r}; one of {', '.join(sorted(BEHAVIOURS))}", param_hint="--product"
+        )
     _logging(log_level)
     secret = resolve_token(token)
 
     async def main(stop: asyncio.Event) -> None:
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        stats = await run_fleet(api, secret, product, devices, period_s=period, stop=stop, progress=True,
-                                concurrency=concurrency)
+        stats = await run_fleet(
+            api, secret, product, devices, period_s=period, stop=stop, progress=True, concurrency=concurrency
+        )
         took = f" in {stats.connect_s:.1f} s" if stats.connect_s is not None else ""
-        console.print(f"{stats.connected}/{stats.devices} devices connected{took}; "
-                      f"{stats.telemetry} telemetry messages sent")
+        console.print(
+            f"{stats.connected}/{stats.devices} devices connected{took}; {stats.telemetry} telemetry messages sent"
+        )
 
     _run(main)

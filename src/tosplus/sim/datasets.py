@@ -81,8 +81,9 @@ def load_traffic(path: Path) -> tuple[TrafficHour, ...]:
                 continue
             seen.add(stamp)
             try:
-                rows.append(TrafficHour(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S"),
-                                        int(float(row["traffic_volume"]))))
+                rows.append(
+                    TrafficHour(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S"), int(float(row["traffic_volume"])))
+                )
             except (KeyError, ValueError):
                 continue
     return tuple(rows)
@@ -176,13 +177,15 @@ def load_melbourne_bays(path: Path) -> tuple[ParkingBay, ...]:
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             try:
-                bays.append(ParkingBay(
-                    bay_id=row["bay_id"].strip(),
-                    marker=(row.get("st_marker_id") or "").strip(),
-                    occupied=(row.get("status") or "").strip().lower() in ("present", "occupied"),
-                    lat=float(row["lat"]),
-                    lon=float(row["lon"]),
-                ))
+                bays.append(
+                    ParkingBay(
+                        bay_id=row["bay_id"].strip(),
+                        marker=(row.get("st_marker_id") or "").strip(),
+                        occupied=(row.get("status") or "").strip().lower() in ("present", "occupied"),
+                        lat=float(row["lat"]),
+                        lon=float(row["lon"]),
+                    )
+                )
             except (KeyError, ValueError):
                 continue
     return tuple(bays)
@@ -190,8 +193,30 @@ def load_melbourne_bays(path: Path) -> tuple[ParkingBay, ...]:
 
 # How full city-centre parking is by hour of day, where no data says better.
 SYNTHETIC_OCCUPANCY = (
-    0.15, 0.12, 0.10, 0.10, 0.10, 0.12, 0.20, 0.35, 0.55, 0.70, 0.78, 0.82,
-    0.85, 0.84, 0.80, 0.78, 0.75, 0.70, 0.60, 0.50, 0.40, 0.30, 0.22, 0.18,
+    0.15,
+    0.12,
+    0.10,
+    0.10,
+    0.10,
+    0.12,
+    0.20,
+    0.35,
+    0.55,
+    0.70,
+    0.78,
+    0.82,
+    0.85,
+    0.84,
+    0.80,
+    0.78,
+    0.75,
+    0.70,
+    0.60,
+    0.50,
+    0.40,
+    0.30,
+    0.22,
+    0.18,
 )
 
 

@@ -70,8 +70,17 @@ async def run_devices(
     gate = asyncio.Semaphore(max(1, concurrency))
     stats = FleetStats(devices=len(credentials))
     stats.simulators = [
-        create_device(c.product_id, c.id, c.secret, host=host, port=port, period_s=period_s, speed=speed,
-                      labels=c.labels, client_options=client_options)
+        create_device(
+            c.product_id,
+            c.id,
+            c.secret,
+            host=host,
+            port=port,
+            period_s=period_s,
+            speed=speed,
+            labels=c.labels,
+            client_options=client_options,
+        )
         for c in credentials
     ]
     started = time.monotonic()
@@ -101,8 +110,13 @@ async def run_devices(
 
 
 async def _show_progress(stats: FleetStats, running: asyncio.Future[Any], console: Console) -> None:
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as bar:
         connecting = bar.add_task("connecting", total=stats.devices)
         sending: Any = None
@@ -143,5 +157,14 @@ async def run_fleet(
         host, port = await api.mqtt_endpoint()
         credentials = await api.create_devices_bulk(product_id, n, name_prefix or f"fleet-{product_id}")
     log.info("created %d %s devices; connecting to mqtt://%s:%d", len(credentials), product_id, host, port)
-    return await run_devices(credentials, host=host, port=port, period_s=period_s, stop=stop, progress=progress,
-                             concurrency=concurrency, speed=speed, client_options=client_options)
+    return await run_devices(
+        credentials,
+        host=host,
+        port=port,
+        period_s=period_s,
+        stop=stop,
+        progress=progress,
+        concurrency=concurrency,
+        speed=speed,
+        client_options=client_options,
+    )

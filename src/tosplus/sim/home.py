@@ -50,8 +50,9 @@ HOME_PLAN: tuple[PlannedDevice, ...] = (
 _CITY_CENTRE = (-37.8136, 144.9631)
 
 
-def city_plan(parking_sensors: int = 6, street_lights: int = 4, *, datasets_dir: Path | None = None
-              ) -> list[PlannedDevice]:
+def city_plan(
+    parking_sensors: int = 6, street_lights: int = 4, *, datasets_dir: Path | None = None
+) -> list[PlannedDevice]:
     """Parking sensors on real Melbourne bays (coordinates as labels), street lights along the same street,
     a traffic counter and an air-quality station."""
     plan: list[PlannedDevice] = []
@@ -60,28 +61,65 @@ def city_plan(parking_sensors: int = 6, street_lights: int = 4, *, datasets_dir:
     for i in range(parking_sensors):
         if i < len(bays):
             bay = bays[i]
-            labels = {"site": "city", "bay_id": bay.bay_id, "marker": bay.marker,
-                      "lat": f"{bay.lat:.6f}", "lon": f"{bay.lon:.6f}"}
-            plan.append(PlannedDevice(f"parking-{bay.bay_id}", "parking-sensor", f"Parking bay {bay.bay_id}",
-                                      labels, {"occupied": bay.occupied}))
+            labels = {
+                "site": "city",
+                "bay_id": bay.bay_id,
+                "marker": bay.marker,
+                "lat": f"{bay.lat:.6f}",
+                "lon": f"{bay.lon:.6f}",
+            }
+            plan.append(
+                PlannedDevice(
+                    f"parking-{bay.bay_id}",
+                    "parking-sensor",
+                    f"Parking bay {bay.bay_id}",
+                    labels,
+                    {"occupied": bay.occupied},
+                )
+            )
         else:
             lat, lon = _CITY_CENTRE[0] + 0.0004 * i, _CITY_CENTRE[1]
-            plan.append(PlannedDevice(f"parking-{i + 1}", "parking-sensor", f"Parking bay {i + 1}",
-                                      {"site": "city", "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"}))
+            plan.append(
+                PlannedDevice(
+                    f"parking-{i + 1}",
+                    "parking-sensor",
+                    f"Parking bay {i + 1}",
+                    {"site": "city", "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"},
+                )
+            )
     base_lat, base_lon = (bays[0].lat, bays[0].lon) if bays else _CITY_CENTRE
     for i in range(street_lights):
         lat, lon = base_lat + 0.00035 * i, base_lon + 0.0002 * i
-        plan.append(PlannedDevice(f"street-light-{i + 1}", "street-light", f"Street light {i + 1}",
-                                  {"site": "city", "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"}))
-    plan.append(PlannedDevice("traffic-counter", "traffic-counter", "Traffic counter I-94 (replay)",
-                              {"site": "city", "road": "I-94", "data": "metro-interstate-traffic-volume"}))
-    plan.append(PlannedDevice("air-quality", "air-quality-station", "Air quality station (replay)",
-                              {"site": "city", "data": "air-quality-uci"}))
+        plan.append(
+            PlannedDevice(
+                f"street-light-{i + 1}",
+                "street-light",
+                f"Street light {i + 1}",
+                {"site": "city", "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"},
+            )
+        )
+    plan.append(
+        PlannedDevice(
+            "traffic-counter",
+            "traffic-counter",
+            "Traffic counter I-94 (replay)",
+            {"site": "city", "road": "I-94", "data": "metro-interstate-traffic-volume"},
+        )
+    )
+    plan.append(
+        PlannedDevice(
+            "air-quality",
+            "air-quality-station",
+            "Air quality station (replay)",
+            {"site": "city", "data": "air-quality-uci"},
+        )
+    )
     return plan
 
 
-async def provision_plan(api: HubApi, plan: Sequence[PlannedDevice], store: CredentialStore
-                         ) -> list[tuple[PlannedDevice, DeviceCredentials]]:
+async def provision_plan(
+    api: HubApi, plan: Sequence[PlannedDevice], store: CredentialStore
+) -> list[tuple[PlannedDevice, DeviceCredentials]]:
     """Create what the state file does not have yet; ``[(planned, credentials)]`` for every usable device."""
     missing = [p for p in plan if store.get(p.key, p.product_id) is None]
     if missing:
@@ -149,9 +187,18 @@ async def run_plan(
         usable = await provision_plan(api, plan, store)
     devices: list[SimDevice] = []
     for planned, creds in usable:
-        device = create_device(planned.product_id, creds.id, creds.secret, host=host, port=port,
-                               period_s=period_s, speed=speed, labels=planned.labels,
-                               datasets_dir=datasets_dir, client_options=client_options)
+        device = create_device(
+            planned.product_id,
+            creds.id,
+            creds.secret,
+            host=host,
+            port=port,
+            period_s=period_s,
+            speed=speed,
+            labels=planned.labels,
+            datasets_dir=datasets_dir,
+            client_options=client_options,
+        )
         device.state.update(planned.initial)
         devices.append(device)
     log.info("simulating %d devices on mqtt://%s:%d", len(devices), host, port)
@@ -172,8 +219,17 @@ async def run_home(
 ) -> list[SimDevice]:
     """A home: TV, fridge, watch, phone, three lights (living room, kitchen, bedroom), thermostat, plug and
     speaker, created once (credentials in ``state_file``) and run until ``stop`` is set."""
-    return await run_plan(api_url, token, HOME_PLAN, stop=stop, state_file=state_file, period_s=period_s,
-                          speed=speed, http=http, client_options=client_options)
+    return await run_plan(
+        api_url,
+        token,
+        HOME_PLAN,
+        stop=stop,
+        state_file=state_file,
+        period_s=period_s,
+        speed=speed,
+        http=http,
+        client_options=client_options,
+    )
 
 
 async def run_city(
@@ -193,5 +249,15 @@ async def run_city(
     """A city block: parking sensors on Melbourne bays, street lights, a traffic counter and an air-quality
     station replaying real data (``speed`` 60: an hour of data a minute)."""
     plan = city_plan(parking_sensors, street_lights, datasets_dir=datasets_dir)
-    return await run_plan(api_url, token, plan, stop=stop, state_file=state_file, period_s=period_s,
-                          speed=speed, http=http, datasets_dir=datasets_dir, client_options=client_options)
+    return await run_plan(
+        api_url,
+        token,
+        plan,
+        stop=stop,
+        state_file=state_file,
+        period_s=period_s,
+        speed=speed,
+        http=http,
+        datasets_dir=datasets_dir,
+        client_options=client_options,
+    )

@@ -40,14 +40,24 @@ class DeviceCredentials:
     labels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "secret": self.secret, "product_id": self.product_id, "name": self.name,
-                "labels": dict(self.labels)}
+        return {
+            "id": self.id,
+            "secret": self.secret,
+            "product_id": self.product_id,
+            "name": self.name,
+            "labels": dict(self.labels),
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> DeviceCredentials:
         labels = {str(k): str(v) for k, v in (doc.get("labels") or {}).items()}
-        return cls(id=str(doc["id"]), secret=str(doc["secret"]), product_id=str(doc["product_id"]),
-                   name=str(doc.get("name") or ""), labels=labels)
+        return cls(
+            id=str(doc["id"]),
+            secret=str(doc["secret"]),
+            product_id=str(doc["product_id"]),
+            name=str(doc.get("name") or ""),
+            labels=labels,
+        )
 
 
 def _problem(response: httpx.Response) -> str:
@@ -63,8 +73,9 @@ def _problem(response: httpx.Response) -> str:
 class HubApi:
     """The few admin API calls the simulators need."""
 
-    def __init__(self, api_url: str, token: str, *, client: httpx.AsyncClient | None = None,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, api_url: str, token: str, *, client: httpx.AsyncClient | None = None, timeout_s: float = 30.0
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._own = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
@@ -73,8 +84,9 @@ class HubApi:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -107,13 +119,18 @@ class HubApi:
         doc = await self._call("GET", "/products")
         return {str(item["id"]) for item in doc.get("items", []) if isinstance(item, dict) and "id" in item}
 
-    async def create_device(self, product_id: str, name: str, labels: Mapping[str, str] | None = None
-                            ) -> DeviceCredentials:
+    async def create_device(
+        self, product_id: str, name: str, labels: Mapping[str, str] | None = None
+    ) -> DeviceCredentials:
         body = {"product_id": product_id, "name": name, "labels": dict(labels or {})}
         doc = await self._call("POST", "/devices", body, expect=201)
-        return DeviceCredentials(id=str(doc["id"]), secret=str(doc["secret"]),
-                                 product_id=str(doc.get("product_id") or product_id),
-                                 name=str(doc.get("name") or name), labels=dict(labels or {}))
+        return DeviceCredentials(
+            id=str(doc["id"]),
+            secret=str(doc["secret"]),
+            product_id=str(doc.get("product_id") or product_id),
+            name=str(doc.get("name") or name),
+            labels=dict(labels or {}),
+        )
 
     async def create_devices_bulk(self, product_id: str, count: int, name_prefix: str) -> list[DeviceCredentials]:
         """``count`` devices, in requests of at most :data:`BULK_LIMIT`."""
@@ -125,8 +142,14 @@ class HubApi:
             body = {"product_id": product_id, "count": size, "name_prefix": prefix}
             doc = await self._call("POST", "/devices/bulk", body, expect=201)
             for item in doc.get("devices", []):
-                out.append(DeviceCredentials(id=str(item["id"]), secret=str(item["secret"]),
-                                             product_id=product_id, name=str(item.get("name") or "")))
+                out.append(
+                    DeviceCredentials(
+                        id=str(item["id"]),
+                        secret=str(item["secret"]),
+                        product_id=product_id,
+                        name=str(item.get("name") or ""),
+                    )
+                )
         return out
 
 

@@ -35,7 +35,7 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             groups: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
             for statement, params, _ in batch:
                 groups.setdefault(id(statement), (statement, []))[1].append(params)

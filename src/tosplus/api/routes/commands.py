@@ -14,12 +14,18 @@ router = APIRouter(tags=["commands"])
 
 
 @router.post("/devices/{device_id}/commands")
-async def send_command(device_id: str, body: CommandCreate, hub: HubDep, _: Admin, response: Response
-                       ) -> dict[str, Any]:
+async def send_command(
+    device_id: str, body: CommandCreate, hub: HubDep, _: Admin, response: Response
+) -> dict[str, Any]:
     """200 with the final state when the device answered (or failed/timed out); 202 while it is pending."""
     command = await hub.commands.send(
-        device_id, body.name, body.params, timeout_s=body.timeout_s, persistent=body.persistent,
-        expires_in_s=body.expires_in_s, wait=body.wait,
+        device_id,
+        body.name,
+        body.params,
+        timeout_s=body.timeout_s,
+        persistent=body.persistent,
+        expires_in_s=body.expires_in_s,
+        wait=body.wait,
     )
     response.status_code = 200 if command.state in FINAL else 202
     return command.to_json()
@@ -27,7 +33,10 @@ async def send_command(device_id: str, body: CommandCreate, hub: HubDep, _: Admi
 
 @router.get("/devices/{device_id}/commands")
 async def command_history(
-    device_id: str, hub: HubDep, _: Admin, limit: int = Query(default=100, ge=1, le=1000),
+    device_id: str,
+    hub: HubDep,
+    _: Admin,
+    limit: int = Query(default=100, ge=1, le=1000),
     before: int | None = Query(default=None, description="created_at of the last command of the previous page"),
 ) -> dict[str, Any]:
     hub.registry.device(device_id)

@@ -22,9 +22,16 @@ router = APIRouter(tags=["devices"])
 def device_json(hub: Hub, device: Device) -> dict[str, Any]:
     presence = hub.presence.state(device.id)
     return {
-        "id": device.id, "product_id": device.product_id, "name": device.name, "labels": device.labels,
-        "enabled": device.enabled, "has_credentials": device.has_credentials, "created_at": device.created_at,
-        "credentials_at": device.credentials_at, "online": presence.online, "last_seen": presence.last_seen,
+        "id": device.id,
+        "product_id": device.product_id,
+        "name": device.name,
+        "labels": device.labels,
+        "enabled": device.enabled,
+        "has_credentials": device.has_credentials,
+        "created_at": device.created_at,
+        "credentials_at": device.credentials_at,
+        "online": presence.online,
+        "last_seen": presence.last_seen,
         "presence_since": presence.since,
     }
 
@@ -61,7 +68,8 @@ async def provision(body: ProvisionRequest, hub: HubDep) -> dict[str, Any]:
 
 @router.get("/devices")
 async def list_devices(
-    hub: HubDep, _: Admin,
+    hub: HubDep,
+    _: Admin,
     product_id: str | None = None,
     online: bool | None = None,
     label: list[str] = Query(default=[], description="name=value; repeat to require several"),
@@ -90,9 +98,9 @@ async def list_devices(
 async def get_device(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
     device = hub.registry.device(device_id)
     async with hub.engine.connect() as conn:
-        count = (await conn.execute(
-            sa.select(t.devices.c.dead_letter_count).where(t.devices.c.id == device_id)
-        )).scalar()
+        count = (
+            await conn.execute(sa.select(t.devices.c.dead_letter_count).where(t.devices.c.id == device_id))
+        ).scalar()
     return {**device_json(hub, device), "dead_letter_count": int(count or 0)}
 
 
@@ -120,8 +128,11 @@ async def revoke_credentials(device_id: str, hub: HubDep, _: Admin) -> dict[str,
 
 @router.get("/devices/{device_id}/dead-letters")
 async def list_dead_letters(
-    device_id: str, hub: HubDep, _: Admin,
-    limit: int = Query(default=100, ge=1, le=1000), before: int | None = None,
+    device_id: str,
+    hub: HubDep,
+    _: Admin,
+    limit: int = Query(default=100, ge=1, le=1000),
+    before: int | None = None,
 ) -> dict[str, Any]:
     hub.registry.device(device_id)
     items, total = await dead_letters.list_for(hub.engine, device_id, limit, before)

@@ -19,16 +19,29 @@ async def hub_status(hub: HubDep, _: Admin) -> dict[str, Any]:
     return {
         "version": __version__,
         "started_at": hub.started_at,
-        "mqtt": {"host": hub.mqtt_host, "port": hub.mqtt_port, "embedded": s.embedded_broker,
-                 "protocols": ["3.1.1"] if s.embedded_broker else ["3.1.1", "5"]},
+        "mqtt": {
+            "host": hub.mqtt_host,
+            "port": hub.mqtt_port,
+            "embedded": s.embedded_broker,
+            "protocols": ["3.1.1"] if s.embedded_broker else ["3.1.1", "5"],
+        },
         "http": {"port": hub.http_port},
         "coap": {"port": hub.coap_port or None},
         "database": hub.engine.dialect.name,
-        "devices": {"total": len(hub.registry.devices), "online": online,
-                    "broker_accounts_pending": hub.accounts.pending},
+        "devices": {
+            "total": len(hub.registry.devices),
+            "online": online,
+            "broker_accounts_pending": hub.accounts.pending,
+        },
         "products": len(hub.registry.products),
-        "ingest": dict(zip(("accepted", "refused", "batches"), hub.ingest_totals(), strict=True),
-                       queued=len(hub.ingest.queue), workers=s.ingest_workers),
-        "limits": {"max_payload_bytes": s.max_payload_bytes, "device_rate_per_s": s.device_rate_per_s,
-                   "device_rate_burst": s.device_rate_burst},
+        "ingest": dict(
+            zip(("accepted", "refused", "batches"), hub.ingest_totals(), strict=True),
+            queued=len(hub.ingest.queue),
+            workers=s.ingest_workers,
+        ),
+        "limits": {
+            "max_payload_bytes": s.max_payload_bytes,
+            "device_rate_per_s": s.device_rate_per_s,
+            "device_rate_burst": s.device_rate_burst,
+        },
     }

@@ -15,7 +15,10 @@ router = APIRouter(tags=["products"])
 @router.post("/products", status_code=201)
 async def create_product(body: ProductCreate, hub: HubDep, _: Admin) -> dict[str, Any]:
     product, key = await hub.registry.create_product(
-        product_id=body.id, name=body.name, manufacturer=body.manufacturer, thing_model=body.thing_model,
+        product_id=body.id,
+        name=body.name,
+        manufacturer=body.manufacturer,
+        thing_model=body.thing_model,
         fleet_provisioning=body.fleet_provisioning,
     )
     out = product.to_json()

@@ -68,9 +68,21 @@ async def query(
         raise InvalidInput("from must be before to")
     if agg is None:
         points = await hub.telemetry.range(device_id, key, start, end, limit, order)
-        return {"device_id": device_id, "key": key, "from": start, "to": end,
-                "points": [{"ts": p.ts, "value": p.value} for p in points]}
+        return {
+            "device_id": device_id,
+            "key": key,
+            "from": start,
+            "to": end,
+            "points": [{"ts": p.ts, "value": p.value} for p in points],
+        }
     step = parse_duration(interval or "1m", "interval")
     buckets = await hub.telemetry.aggregate(device_id, key, start, end, agg, step)
-    return {"device_id": device_id, "key": key, "from": start, "to": end, "agg": agg, "interval_ms": step,
-            "points": buckets}
+    return {
+        "device_id": device_id,
+        "key": key,
+        "from": start,
+        "to": end,
+        "agg": agg,
+        "interval_ms": step,
+        "points": buckets,
+    }

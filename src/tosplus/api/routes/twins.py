@@ -23,7 +23,7 @@ def _expected(if_match: str | None, version: int | None) -> int | None:
     if raw == "*":
         return version
     if not raw.isdigit():
-        raise InvalidInput("If-Match must be the ETag of the desired state, e.g. \"3\"")
+        raise InvalidInput('If-Match must be the ETag of the desired state, e.g. "3"')
     return int(raw)
 
 

@@ -1,0 +1,76 @@
+"""The command a person runs first: ``tosplus serve --demo`` brings up a hub with a simulated home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.services import free_port
+
+
+def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
+    http_port, mqtt_port = free_port(), free_port()
+    env = {**os.environ, "TOSPLUS_DATA_DIR": str(tmp_path), "TOSPLUS_COAP_PORT": "0"}
+    env.pop("TOSPLUS_ADMIN_TOKEN", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tosplus",
+            "serve",
+            "--demo",
+            "--http-port",
+            str(http_port),
+            "--mqtt-port",
+            str(mqtt_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        token_file = tmp_path / "admin-token"
+        deadline = time.monotonic() + 60
+        devices: list[dict] = []  # type: ignore[type-arg]
+        online = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as api:
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                if process.poll() is not None or not token_file.exists():
+                    continue
+                headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+                try:
+                    devices = api.get("/api/v1/devices", params={"limit": 1000}, headers=headers).json()["items"]
+                except httpx.HTTPError:
+                    continue
+                online = [d for d in devices if d["online"]]
+                if len(online) >= 10:
+                    break
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            products = {d["product_id"] for d in online}
+            assert {"smart-tv", "fridge", "smartwatch", "light", "thermostat"} <= products, products
+            thermostat = next(d for d in devices if d["product_id"] == "thermostat")
+            for _ in range(40):
+                latest = api.get(f"/api/v1/devices/{thermostat['id']}/telemetry/latest", headers=headers).json()
+                if "temperature_c" in latest["values"]:
+                    break
+                time.sleep(0.5)
+            assert "temperature_c" in latest["values"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert f"http://127.0.0.1:{http_port}/api/v1" in output  # it says where the API is
+    assert "Admin token" in output
