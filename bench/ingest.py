@@ -18,7 +18,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import typer
 from paho.mqtt.enums import CallbackAPIVersion
@@ -115,6 +117,32 @@ def drain_rate_raw(port: int, devices: list[str], per_device: int, qos: int, pro
     return received / elapsed
 
 
+def wait_persisted(api: httpx.Client, total: int, first: int, label: str, limit_s: float = 600) -> int:
+    """Poll the hub's ingest counter (with a progress bar) until ``total`` messages are stored."""
+    accepted = first
+    columns = (TextColumn(label), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(label, total=total, completed=first)
+        deadline = time.monotonic() + limit_s
+        while accepted < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+            info = api.get("/api/v1/hub").json()["ingest"]
+            accepted = info["accepted"]
+            progress.update(task, completed=accepted)
+            if info["refused"]:
+                console.print(f"[red]{info['refused']} refused[/red]")
+    return accepted
+
+
+def check_queryable(api: httpx.Client, devices: list[dict[str, Any]], messages: int) -> None:
+    """Every message must be queryable: count the stored points of a sample of devices."""
+    for device in devices[:: max(1, len(devices) // 10)]:
+        points = api.get(
+            f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": 0, "limit": 10000}
+        ).json()["points"]
+        assert len(points) == min(messages, 10000), (device["id"], len(points))
+
+
 def main(
     broker: str = typer.Option("mosquitto", help="mosquitto (a private one) or embedded"),
     db: str = typer.Option("sqlite", help="sqlite or postgresql"),
@@ -159,32 +187,10 @@ def main(
             start = time.perf_counter()
             thread = threading.Thread(target=publish, args=(port, creds, messages, qos, processes))
             thread.start()
-            with Progress(
-                TextColumn("persisted"),
-                BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,}"),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                task = progress.add_task("ingest", total=total)
-                accepted = 0
-                deadline = time.monotonic() + 600
-                while accepted < total and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    info = api.get("/api/v1/hub").json()["ingest"]
-                    accepted = info["accepted"] - before
-                    progress.update(task, completed=accepted)
-                    if info["refused"]:
-                        console.print(f"[red]{info['refused']} refused[/red]")
+            accepted = wait_persisted(api, before + total, before, "persisted") - before
             elapsed = time.perf_counter() - start
             thread.join()
-            # Every message must be queryable: count the stored points of a sample of devices.
-            sample = created["devices"][:: max(1, devices // 10)]
-            for device in sample:
-                points = api.get(
-                    f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": 0, "limit": 10000}
-                ).json()["points"]
-                assert len(points) == min(messages, 10000), (device["id"], len(points))
+            check_queryable(api, created["devices"], messages)
             rss = hub.rss_mb()
     rate = accepted / elapsed
     console.print(
@@ -226,25 +232,9 @@ def run_backlog(db: str, devices: int, messages: int, qos: int, processes: int, 
             first = api.get("/api/v1/hub").json()["ingest"]["accepted"]
             start = time.perf_counter()
             accepted = first
-            with Progress(
-                TextColumn("persisted"),
-                BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,}"),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                task = progress.add_task("drain", total=total, completed=first)
-                deadline = time.monotonic() + 600
-                while accepted < total and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    accepted = api.get("/api/v1/hub").json()["ingest"]["accepted"]
-                    progress.update(task, completed=accepted)
+            accepted = wait_persisted(api, total, first, "persisted")
             elapsed = time.perf_counter() - start
-            for device in created["devices"][:: max(1, devices // 10)]:
-                points = api.get(
-                    f"/api/v1/devices/{device['id']}/telemetry", params={"key": "power_w", "from": 0, "limit": 10000}
-                ).json()["points"]
-                assert len(points) == min(messages, 10000), (device["id"], len(points))
+            check_queryable(api, created["devices"], messages)
             rss = hub.rss_mb()
     rate = (accepted - first) / elapsed
     console.print(

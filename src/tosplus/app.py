@@ -331,32 +331,13 @@ async def create_hub(settings: Settings) -> Hub:
     """Open storage and build every service; call ``start()`` (or ``async with``) to connect and serve."""
     engine = await open_database(settings.effective_database_url)
     try:
-        bus = Bus()
         publisher = _LatePublisher()
         accounts = _LateAccounts()
-        registry = Registry(engine, bus, accounts)
-        await registry.load()
+        core = await build_core(engine, settings, accounts, publisher)
+        bus, registry, presence, twins, commands = core.bus, core.registry, core.presence, core.twins, core.commands
         await seed_catalog(registry)
-        presence = Presence(engine, registry, bus)
         await presence.load()
-        twins = Twins(engine, registry, bus, publisher)
-        commands = Commands(engine, registry, bus, publisher, presence.is_online, settings.command_timeout_s)
         await commands.recover()
-        store = TelemetryStore(engine)
-        ingest = Ingest(
-            registry=registry,
-            store=store,
-            twins=twins,
-            commands=commands,
-            presence=presence,
-            bus=bus,
-            publisher=publisher,
-            max_payload_bytes=settings.max_payload_bytes,
-            rate_per_s=settings.device_rate_per_s,
-            burst=settings.device_rate_burst,
-            max_batch=settings.ingest_batch,
-            catch_up_ms=int(settings.rate_limit_grace_s * 1000),
-        )
 
         async def on_online(device_id: str) -> None:
             twin = await twins.get(device_id)
@@ -372,8 +353,64 @@ async def create_hub(settings: Settings) -> Hub:
         await engine.dispose()
         raise
     return Hub(
-        settings, engine, bus, registry, twins, presence, commands, store, ingest, tokens, admin, publisher, accounts
+        settings,
+        engine,
+        bus,
+        registry,
+        twins,
+        presence,
+        commands,
+        core.store,
+        core.ingest,
+        tokens,
+        admin,
+        publisher,
+        accounts,
     )
+
+
+@dataclass
+class Core:
+    """The spine's services, as the hub's main process and each ingest worker build them."""
+
+    bus: Bus
+    registry: Registry
+    presence: Presence
+    twins: Twins
+    commands: Commands
+    store: TelemetryStore
+    ingest: Ingest
+
+
+async def build_core(
+    engine: AsyncEngine, settings: Settings, accounts: BrokerAccounts, publisher: Any, members: int = 1
+) -> Core:
+    """Registry (loaded), presence, twins, commands, telemetry store and ingest over one engine.
+
+    ``members`` is how many processes share the telemetry stream: each enforces its share of the rate limit.
+    """
+    bus = Bus()
+    registry = Registry(engine, bus, accounts)
+    await registry.load()
+    presence = Presence(engine, registry, bus)
+    twins = Twins(engine, registry, bus, publisher)
+    commands = Commands(engine, registry, bus, publisher, presence.is_online, settings.command_timeout_s)
+    store = TelemetryStore(engine)
+    ingest = Ingest(
+        registry=registry,
+        store=store,
+        twins=twins,
+        commands=commands,
+        presence=presence,
+        bus=bus,
+        publisher=publisher,
+        max_payload_bytes=settings.max_payload_bytes,
+        rate_per_s=settings.device_rate_per_s / members,
+        burst=max(1, settings.device_rate_burst // members),
+        max_batch=settings.ingest_batch,
+        catch_up_ms=int(settings.rate_limit_grace_s * 1000),
+    )
+    return Core(bus, registry, presence, twins, commands, store, ingest)
 
 
 async def seed_catalog(registry: Registry) -> None:

@@ -216,41 +216,17 @@ def worker_main(settings_json: str, index: int, members: int, conn: multiprocess
 async def _worker(settings: Settings, index: int, members: int, conn: multiprocessing.connection.Connection) -> None:
     from urllib.parse import unquote, urlsplit
 
-    from tosplus.app import HUB_SECRET_FILE, _LatePublisher
+    from tosplus.app import HUB_SECRET_FILE, _LatePublisher, build_core
     from tosplus.core.access import NoAccounts
-    from tosplus.core.bus import Bus, Event
-    from tosplus.core.commands import Commands
-    from tosplus.core.ingest import Ingest
-    from tosplus.core.presence import Presence
-    from tosplus.core.registry import Registry
-    from tosplus.core.telemetry import TelemetryStore
-    from tosplus.core.twins import Twins
+    from tosplus.core.bus import Event
     from tosplus.gateway import topics
     from tosplus.gateway.hub_client import HubClient
     from tosplus.storage.engine import create_engine
 
     engine = create_engine(settings.effective_database_url, pool_size=3)
-    bus = Bus()
-    registry = Registry(engine, bus, NoAccounts())
-    await registry.load()
-    presence = Presence(engine, registry, bus)
     publisher = _LatePublisher()
-    twins = Twins(engine, registry, bus, publisher)
-    commands = Commands(engine, registry, bus, publisher, presence.is_online, settings.command_timeout_s)
-    ingest = Ingest(
-        registry=registry,
-        store=TelemetryStore(engine),
-        twins=twins,
-        commands=commands,
-        presence=presence,
-        bus=bus,
-        publisher=publisher,
-        max_payload_bytes=settings.max_payload_bytes,
-        rate_per_s=settings.device_rate_per_s / members,
-        burst=max(1, settings.device_rate_burst // members),
-        max_batch=settings.ingest_batch,
-        catch_up_ms=int(settings.rate_limit_grace_s * 1000),
-    )
+    core = await build_core(engine, settings, NoAccounts(), publisher, members)
+    bus, registry, presence, ingest = core.bus, core.registry, core.presence, core.ingest
     outbox: list[Event] = []
     live = False
 
