@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -143,6 +144,8 @@ async def _serve(settings: Any, demo: bool) -> None:
         else:
             lines.append("[bold]Admin token[/bold] the one in TOSPLUS_ADMIN_TOKEN")
         console.print(Panel("\n".join(lines), title=f"TOS+ hub {__version__}", expand=False))
+        # Everything built so far lives as long as the hub: keep the cyclic collector from rescanning it.
+        gc.freeze()
         tasks = []
         if demo:
             tasks.append(asyncio.create_task(_demo(settings, hub, api, stop)))

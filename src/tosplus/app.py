@@ -120,6 +120,8 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.ingest.drain()
         with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.presence.wait_online_hooks(), 5)
+        with contextlib.suppress(Exception):
             await self.presence.flush()
         await self._stack.aclose()
         await self.engine.dispose()
@@ -339,11 +341,11 @@ async def create_hub(settings: Settings) -> Hub:
         await presence.load()
         await commands.recover()
 
-        async def on_online(device_id: str) -> None:
-            twin = await twins.get(device_id)
-            if twin.desired_version:
-                twins.send_desired(twin)
-            await commands.deliver_queued(device_id)
+        async def on_online(device_ids: list[str]) -> None:
+            for twin in await twins.get_many(device_ids):
+                if twin.desired_version:
+                    twins.send_desired(twin)
+            await commands.deliver_queued(device_ids)
 
         presence.on_online(on_online)
         tokens = Tokens(engine)

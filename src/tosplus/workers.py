@@ -140,10 +140,7 @@ class WorkerPool:
             for device_id, at in message[1].items():
                 if device_id in self.hub.registry.devices:
                     self.hub.presence.seen(device_id, at)
-            came_online = self.hub.presence.take_came_online()
-            if came_online:
-                task = asyncio.ensure_future(self.hub.presence.run_online_hooks(came_online))
-                task.add_done_callback(lambda _t: None)
+            self.hub.presence.kick_online_hooks()
         elif kind == "stats":
             worker.accepted, worker.refused, worker.batches = message[1], message[2], message[3]
         elif kind == "events":

@@ -297,15 +297,15 @@ class Commands:
             )
         return None
 
-    async def deliver_queued(self, device_id: str) -> int:
-        """The device came online: send its waiting persistent commands, oldest first."""
+    async def deliver_queued(self, device_ids: list[str]) -> int:
+        """These devices came online: send their waiting persistent commands, oldest first (one query)."""
         now = now_ms()
         async with self.engine.connect() as conn:
             rows = (
                 (
                     await conn.execute(
                         sa.select(t.commands)
-                        .where(t.commands.c.device_id == device_id, t.commands.c.state == QUEUED)
+                        .where(t.commands.c.device_id.in_(device_ids), t.commands.c.state == QUEUED)
                         .order_by(t.commands.c.created_at)
                     )
                 )

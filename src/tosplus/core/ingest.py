@@ -230,9 +230,7 @@ class Ingest:
             else:
                 self.refused += 1
         self._announce(batch, now)
-        came_online = self.presence.take_came_online()
-        if came_online:
-            await self.presence.run_online_hooks(came_online)
+        self.presence.kick_online_hooks()
 
     @staticmethod
     def _replace_verdict(batch: Batch, message: Inbound, verdict: TosError) -> None:

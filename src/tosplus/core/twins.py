@@ -102,6 +102,27 @@ class Twins:
         self._cache[device_id] = twin
         return twin
 
+    async def get_many(self, device_ids: list[str]) -> list[Twin]:
+        """Twins of several devices, reading the ones not cached in one query."""
+        missing = [d for d in device_ids if d not in self._cache and d in self.registry.devices]
+        if missing:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(sa.select(t.twins).where(t.twins.c.device_id.in_(missing)))).mappings()
+                for row in rows:
+                    self._cache.setdefault(
+                        row["device_id"],
+                        Twin(
+                            row["device_id"],
+                            dict(row["desired"]),
+                            dict(row["desired_meta"]),
+                            row["desired_version"],
+                            dict(row["reported"]),
+                            dict(row["reported_meta"]),
+                            row["reported_version"],
+                        ),
+                    )
+        return [self._cache[d] for d in device_ids if d in self._cache]
+
     def _lock(self, device_id: str) -> asyncio.Lock:
         lock = self._locks.get(device_id)
         if lock is None:
