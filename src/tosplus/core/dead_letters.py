@@ -57,7 +57,7 @@ async def write(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
             sa.update(t.devices)
             .where(t.devices.c.id == sa.bindparam("_id"))
             .values(dead_letter_count=t.devices.c.dead_letter_count + sa.bindparam("_n")),
-            [{"_id": d, "_n": n} for d, n in counts.items()],
+            [{"_id": d, "_n": n} for d, n in sorted(counts.items())],  # one lock order for every writer
         )
 
 

@@ -54,10 +54,19 @@ class TelemetryStore:
         """Append values and move the latest values forward, inside the caller's transaction."""
         if not rows:
             return
+        latest: dict[tuple[str, str], Row] = {}
+        for row in rows:
+            known = latest.get((row[0], row[1]))
+            if known is None or row[2] >= known[2]:
+                latest[(row[0], row[1])] = row
+        # Latest values first: this statement also opens the transaction that the COPY below must be part of
+        # (the driver's COPY alone would run outside it and commit on its own). Sorted, so that writers in
+        # several processes take the rows' locks in one order and cannot deadlock each other.
+        await self._upsert_latest(conn, [latest[k] for k in sorted(latest)])
         if self.dialect == "postgresql":
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
-            assert driver is not None
+            assert driver is not None and driver.is_in_transaction()
             await driver.copy_records_to_table(
                 "telemetry", records=rows, columns=["device_id", "key", "ts", "num", "txt"]
             )
@@ -66,12 +75,6 @@ class TelemetryStore:
                 sa.insert(t.telemetry),
                 [{"device_id": d, "key": k, "ts": ts, "num": n, "txt": x} for d, k, ts, n, x in rows],
             )
-        latest: dict[tuple[str, str], Row] = {}
-        for row in rows:
-            known = latest.get((row[0], row[1]))
-            if known is None or row[2] >= known[2]:
-                latest[(row[0], row[1])] = row
-        await self._upsert_latest(conn, latest.values())
 
     async def _upsert_latest(self, conn: AsyncConnection, rows: Iterable[Row]) -> None:
         values = [{"device_id": d, "key": k, "ts": ts, "num": n, "txt": x} for d, k, ts, n, x in rows]
