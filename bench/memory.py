@@ -129,8 +129,16 @@ def _packet(first: int, body: bytes) -> bytes:
 def connect_packet(device_id: str, secret: str) -> bytes:
     # user name, password, will retain, will QoS 1, will flag, clean session
     flags = 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02
-    body = (_str("MQTT") + bytes([4, flags]) + KEEPALIVE_S.to_bytes(2, "big") + _str(device_id)
-            + _str(f"tos/v1/{device_id}/status") + _str(b"offline") + _str(device_id) + _str(secret))
+    body = (
+        _str("MQTT")
+        + bytes([4, flags])
+        + KEEPALIVE_S.to_bytes(2, "big")
+        + _str(device_id)
+        + _str(f"tos/v1/{device_id}/status")
+        + _str(b"offline")
+        + _str(device_id)
+        + _str(secret)
+    )
     return _packet(0x10, body)
 
 
@@ -215,8 +223,8 @@ class Device(asyncio.Protocol):
                     break
             if len(buf) < i + length:
                 return
-            first, body = buf[0], bytes(buf[i:i + length])
-            del buf[:i + length]
+            first, body = buf[0], bytes(buf[i : i + length])
+            del buf[: i + length]
             self._handle(first, body)
 
     def _handle(self, first: int, body: bytes) -> None:
@@ -230,7 +238,7 @@ class Device(asyncio.Protocol):
             qos = (first >> 1) & 3
             if qos:
                 topic_end = 2 + int.from_bytes(body[:2], "big")
-                pid = body[topic_end:topic_end + 2]
+                pid = body[topic_end : topic_end + 2]
                 assert self.transport is not None
                 self.transport.write((b"\x40\x02" if qos == 1 else b"\x50\x02") + pid)
         elif kind == 6:  # PUBREL
@@ -259,8 +267,9 @@ def _seconds(since: float) -> str:
     return ">= 30 s"
 
 
-async def handshake(host: str, port: int, device_id: str, secret: str, stats: ClientStats, timeout: float,
-                    subscribe: bool) -> Device:
+async def handshake(
+    host: str, port: int, device_id: str, secret: str, stats: ClientStats, timeout: float, subscribe: bool
+) -> Device:
     loop = asyncio.get_running_loop()
     try:
         _, device = await asyncio.wait_for(loop.create_connection(lambda: Device(stats), host, port), timeout)
@@ -283,8 +292,9 @@ async def handshake(host: str, port: int, device_id: str, secret: str, stats: Cl
         acks = [device.expect(2), device.expect(3)]
         if subscribe:  # the SDK's filters (DeviceClient._session)
             acks.append(device.expect(1))
-            device.transport.write(subscribe_packet(
-                1, [base + "twin/desired", base + "twin/delta", base + "commands/+", base + "errors"]))
+            device.transport.write(
+                subscribe_packet(1, [base + "twin/desired", base + "twin/delta", base + "commands/+", base + "errors"])
+            )
         device.transport.write(
             publish_packet(2, base + "status", b"online", retain=True)
             + publish_packet(3, base + "telemetry", b'{"occupied": true}')
@@ -302,8 +312,9 @@ async def handshake(host: str, port: int, device_id: str, secret: str, stats: Cl
     return device
 
 
-async def run_clients(host: str, port: int, credentials: list[tuple[str, str]], concurrency: int,
-                      timeout: float, subscribe: bool) -> None:
+async def run_clients(
+    host: str, port: int, credentials: list[tuple[str, str]], concurrency: int, timeout: float, subscribe: bool
+) -> None:
     stats = ClientStats()
     gate = asyncio.Semaphore(concurrency)
     devices: list[Device] = []
@@ -318,8 +329,15 @@ async def run_clients(host: str, port: int, credentials: list[tuple[str, str]], 
     loop.add_reader(sys.stdin.fileno(), stdin_readable)
 
     def report(final: bool = False) -> None:
-        line = {"connected": stats.connected, "lost": stats.lost, "received": stats.received,
-                "errors": dict(stats.errors), "first": stats.first, "last": stats.last, "final": final}
+        line = {
+            "connected": stats.connected,
+            "lost": stats.lost,
+            "received": stats.received,
+            "errors": dict(stats.errors),
+            "first": stats.first,
+            "last": stats.last,
+            "final": final,
+        }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
@@ -338,7 +356,7 @@ async def run_clients(host: str, port: int, credentials: list[tuple[str, str]], 
                     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                     stats.errors[reason[:120]] += 1
             attempt += 1
-            await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0))
+            await asyncio.sleep(min(10.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
 
     tasks = [asyncio.create_task(one(d, s)) for d, s in credentials]
     while not stop.is_set():
@@ -370,8 +388,16 @@ def connect_clients(argv: list[str]) -> None:
 class ClientProcesses:
     """The client processes and the latest progress line of each."""
 
-    def __init__(self, host: str, port: int, credentials: list[str], processes: int, concurrency: int,
-                 subscribe: bool, workdir: Path) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        credentials: list[str],
+        processes: int,
+        concurrency: int,
+        subscribe: bool,
+        workdir: Path,
+    ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.latest: list[dict[str, Any]] = []
         self.threads: list[threading.Thread] = []
@@ -380,9 +406,19 @@ class ClientProcesses:
             path = workdir / f"credentials-{n}.txt"
             path.write_text("\n".join(group) + "\n")
             proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "connect-clients", host, str(port), str(path),
-                 str(max(1, concurrency // processes)), "1" if subscribe else "0"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "connect-clients",
+                    host,
+                    str(port),
+                    str(path),
+                    str(max(1, concurrency // processes)),
+                    "1" if subscribe else "0",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
             self.procs.append(proc)
             self.latest.append({"connected": 0, "lost": 0, "received": 0, "errors": {}})
             thread = threading.Thread(target=self._read, args=(n, proc), daemon=True)
@@ -443,8 +479,9 @@ def client_processes(*args: Any) -> Iterator[ClientProcesses]:
 
 def create_devices(api: Any, n: int) -> list[str]:
     credentials: list[str] = []
-    with Progress(TextColumn("creating devices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("creating devices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
         task = progress.add_task("create", total=n)
         while len(credentials) < n:
             count = min(BULK_MAX, n - len(credentials))
@@ -463,20 +500,27 @@ def main(
     processes: int = typer.Option(1, help="client processes (1 or 2)"),
     timeout: float = typer.Option(180.0, help="seconds for all devices to be online at the hub"),
     settle: float = typer.Option(5.0, help="seconds of RSS sampling once all are online"),
-    subscribe: bool = typer.Option(True, help="each device subscribes to the SDK's 4 filters (twin/desired, "
-                                   "twin/delta, commands/+, errors), as real devices do"),
+    subscribe: bool = typer.Option(
+        True,
+        help="each device subscribes to the SDK's 4 filters (twin/desired, "
+        "twin/delta, commands/+, errors), as real devices do",
+    ),
 ) -> None:
     if broker not in ("embedded", "mosquitto") or db not in ("sqlite", "postgresql"):
         raise typer.BadParameter("--broker embedded|mosquitto, --db sqlite|postgresql")
     # Every device is a socket in the client process and, with the embedded broker, one in the hub; the hub,
     # Mosquitto and the client processes inherit this process's limit.
     soft, hard = raise_fd_limit(devices + FD_MARGIN)
-    console.print(f"[bold]Memory benchmark[/bold]: {devices:,} devices connected, broker={broker}, db={db}, "
-                  f"{'4 subscriptions' if subscribe else 'no subscriptions'} per device; "
-                  f"machine: {machine()}; open files limit {soft}/{hard}")
+    console.print(
+        f"[bold]Memory benchmark[/bold]: {devices:,} devices connected, broker={broker}, db={db}, "
+        f"{'4 subscriptions' if subscribe else 'no subscriptions'} per device; "
+        f"machine: {machine()}; open files limit {soft}/{hard}"
+    )
     if 0 <= soft < devices + FD_MARGIN:
-        console.print(f"[red]the open files limit ({soft}) is below {devices + FD_MARGIN}: expect refused "
-                      "connections (raise the hard limit, e.g. ulimit -Hn, as root)[/red]")
+        console.print(
+            f"[red]the open files limit ({soft}) is below {devices + FD_MARGIN}: expect refused "
+            "connections (raise the hard limit, e.g. ulimit -Hn, as root)[/red]"
+        )
     result: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tosplus-memory-")))
@@ -496,15 +540,22 @@ def main(
             credentials = create_devices(api, devices)
             result["created"] = hub.rss_mb()
             port = port or hub.mqtt_port
-            clients = stack.enter_context(client_processes("127.0.0.1", port, credentials, max(1, processes),
-                                                           concurrency, subscribe, workdir))
+            clients = stack.enter_context(
+                client_processes("127.0.0.1", port, credentials, max(1, processes), concurrency, subscribe, workdir)
+            )
             started = time.monotonic()
             online, ingest = 0, {"accepted": 0, "queued": 0}
             all_online_s: float | None = None
             errors_shown: Counter[str] = Counter()
             timeline: list[tuple[float, int, int, int, float]] = []  # s, connected, online, ingested, RSS MB
-            with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console) as progress:
+            with Progress(
+                TextColumn("{task.description:<22}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[note]}"),
+                console=console,
+            ) as progress:
                 connecting = progress.add_task("devices connected", total=devices, note="")
                 at_hub = progress.add_task("online at the hub", total=devices, note="")
                 while time.monotonic() - started < timeout:
@@ -514,11 +565,13 @@ def main(
                         online, ingest = info["devices"]["online"], info["ingest"]
                     errors = clients.errors()
                     for reason, count in (errors - errors_shown).items():
-                        progress.console.print(f"[yellow]{count} x {reason}[/yellow] "
-                                               f"(at {clients.total('connected'):,} connected)")
+                        progress.console.print(
+                            f"[yellow]{count} x {reason}[/yellow] (at {clients.total('connected'):,} connected)"
+                        )
                     errors_shown = errors
-                    progress.update(connecting, completed=clients.total("connected"),
-                                    note=f"hub RSS {hub.rss_mb():,.0f} MB")
+                    progress.update(
+                        connecting, completed=clients.total("connected"), note=f"hub RSS {hub.rss_mb():,.0f} MB"
+                    )
                     progress.update(at_hub, completed=online, note=f"{open_files(pid):,} open files in the hub")
                     if hub.process.poll() is not None:
                         progress.console.print(f"[red]the hub exited with code {hub.process.returncode}[/red]")
@@ -528,14 +581,19 @@ def main(
                         break
                     elapsed = time.monotonic() - started
                     if not timeline or elapsed - timeline[-1][0] >= 15:
-                        timeline.append((elapsed, clients.total("connected"), online, ingest["accepted"],
-                                         hub.rss_mb()))
+                        timeline.append((elapsed, clients.total("connected"), online, ingest["accepted"], hub.rss_mb()))
                     if online >= devices and clients.total("connected") >= devices:
                         all_online_s = time.monotonic() - started
                         break
-            result.update(timeline=timeline, subscribe=subscribe, online=online,
-                          connected=clients.total("connected"), all_online_s=all_online_s,
-                          handshakes_s=clients.span(), errors=clients.errors())
+            result.update(
+                timeline=timeline,
+                subscribe=subscribe,
+                online=online,
+                connected=clients.total("connected"),
+                all_online_s=all_online_s,
+                handshakes_s=clients.span(),
+                errors=clients.errors(),
+            )
             if all_online_s is not None:
                 samples = []
                 with Progress(TextColumn("sampling RSS"), BarColumn(), TimeElapsedColumn(), console=console) as p:
@@ -546,7 +604,7 @@ def main(
                         p.update(task, completed=elapsed)
                         time.sleep(0.5)
                 result["samples"] = samples
-                result["connected_rss"] = statistics.median(samples[len(samples) // 2:])
+                result["connected_rss"] = statistics.median(samples[len(samples) // 2 :])
                 if mosquitto_pid:
                     result["mosquitto_connected"] = proc_status(mosquitto_pid, "VmRSS")
             result["peak"] = proc_status(pid, "VmHWM")
@@ -564,48 +622,67 @@ def summary(devices: int, broker: str, db: str, r: dict[str, Any]) -> bool:
     ok = r.get("all_online_s") is not None and not r.get("lost")
     console.rule("[bold]Memory of the hub with devices connected")
     out(f"machine: {machine()}")
-    out(f"devices: {devices:,}; broker: {broker}; database: {db}; subscriptions per device: "
-                  f"{4 if r['subscribe'] else 0}; "
-                  f"hub open files limit (soft/hard): {r['hub_fd_limit']}")
+    out(
+        f"devices: {devices:,}; broker: {broker}; database: {db}; subscriptions per device: "
+        f"{4 if r['subscribe'] else 0}; "
+        f"hub open files limit (soft/hard): {r['hub_fd_limit']}"
+    )
     out(f"hub RSS at start:            {r['start']:8.1f} MB")
     per_created = (r["created"] - r["start"]) * 1024 / devices
-    out(f"hub RSS after creating them: {r['created']:8.1f} MB  (+{r['created'] - r['start']:.1f} MB, "
-                  f"{per_created:.1f} KB per device)")
+    out(
+        f"hub RSS after creating them: {r['created']:8.1f} MB  (+{r['created'] - r['start']:.1f} MB, "
+        f"{per_created:.1f} KB per device)"
+    )
     if "connected_rss" in r:
         grown = r["connected_rss"] - r["created"]
         samples = r["samples"]
-        out(f"hub RSS with all connected:  {r['connected_rss']:8.1f} MB  (+{grown:.1f} MB; steady: "
-                      f"min {min(samples):.1f} / max {max(samples):.1f} MB over {len(samples)} samples)")
-        out(f"  per connected device: [bold]{grown * 1024 / devices:.1f} KB[/bold] = "
-                      f"[bold]{grown * 1000 / devices:.1f} MB per 1,000 devices[/bold] "
-                      f"(total over start: {(r['connected_rss'] - r['start']) * 1000 / devices:.1f} MB per 1,000)")
+        out(
+            f"hub RSS with all connected:  {r['connected_rss']:8.1f} MB  (+{grown:.1f} MB; steady: "
+            f"min {min(samples):.1f} / max {max(samples):.1f} MB over {len(samples)} samples)"
+        )
+        out(
+            f"  per connected device: [bold]{grown * 1024 / devices:.1f} KB[/bold] = "
+            f"[bold]{grown * 1000 / devices:.1f} MB per 1,000 devices[/bold] "
+            f"(total over start: {(r['connected_rss'] - r['start']) * 1000 / devices:.1f} MB per 1,000)"
+        )
     out(f"hub peak RSS (VmHWM):        {r['peak']:8.1f} MB; open files in the hub: {r['hub_fds']:,}")
     if "mosquitto_start" in r:
         line = f"Mosquitto RSS: {r['mosquitto_start']:.1f} MB at start"
         if "mosquitto_connected" in r:
             grown = r["mosquitto_connected"] - r["mosquitto_start"]
-            line += (f", {r['mosquitto_connected']:.1f} MB with all connected (+{grown:.1f} MB, "
-                     f"{grown * 1024 / devices:.1f} KB per device)")
+            line += (
+                f", {r['mosquitto_connected']:.1f} MB with all connected (+{grown:.1f} MB, "
+                f"{grown * 1024 / devices:.1f} KB per device)"
+            )
         out(line)
     if r.get("handshakes_s"):
-        out(f"connect rate: [bold]{r['connected'] / r['handshakes_s']:,.0f} devices/s[/bold] "
-                      f"({r['connected']:,} handshakes — CONNECT{', SUBSCRIBE' if r['subscribe'] else ''}, 2 x PUBLISH "
-                  f"acknowledged — in "
-                      f"{r['handshakes_s']:.1f} s)")
+        out(
+            f"connect rate: [bold]{r['connected'] / r['handshakes_s']:,.0f} devices/s[/bold] "
+            f"({r['connected']:,} handshakes — CONNECT{', SUBSCRIBE' if r['subscribe'] else ''}, 2 x PUBLISH "
+            f"acknowledged — in "
+            f"{r['handshakes_s']:.1f} s)"
+        )
     if r.get("all_online_s") is not None:
-        out(f"all {devices:,} online at the hub {r['all_online_s']:.1f} s after the clients started "
-                      f"({devices / r['all_online_s']:,.0f} devices/s end to end)")
-    out(f"client processes RSS: {r['clients_rss']:.1f} MB; messages the hub sent to the devices: "
-                  f"{r['received']:,}")
+        out(
+            f"all {devices:,} online at the hub {r['all_online_s']:.1f} s after the clients started "
+            f"({devices / r['all_online_s']:,.0f} devices/s end to end)"
+        )
+    out(f"client processes RSS: {r['clients_rss']:.1f} MB; messages the hub sent to the devices: {r['received']:,}")
     if not ok or len(r["timeline"]) > 2:
-        out("timeline (s: connected / online at the hub / messages ingested by the hub / hub RSS): " + ", ".join(
-            f"{t:.0f}: {c:,}/{o:,}/{i:,}/{m:.0f} MB" for t, c, o, i, m in r["timeline"][1:]))
+        out(
+            "timeline (s: connected / online at the hub / messages ingested by the hub / hub RSS): "
+            + ", ".join(f"{t:.0f}: {c:,}/{o:,}/{i:,}/{m:.0f} MB" for t, c, o, i, m in r["timeline"][1:])
+        )
     if r["errors"]:
-        out("connection attempts that failed (retried): "
-                      + "; ".join(f"{n} x {reason}" for reason, n in r["errors"].most_common()))
+        out(
+            "connection attempts that failed (retried): "
+            + "; ".join(f"{n} x {reason}" for reason, n in r["errors"].most_common())
+        )
     if not ok:
-        out(f"[red]FAILED: {r['connected']:,} connected, {r['online']:,} online at the hub, "
-                      f"{r.get('lost', 0)} connections lost[/red]")
+        out(
+            f"[red]FAILED: {r['connected']:,} connected, {r['online']:,} online at the hub, "
+            f"{r.get('lost', 0)} connections lost[/red]"
+        )
     return ok
 
 

@@ -175,9 +175,15 @@ class Hub:
             self._embedded_broker = broker
             self.accounts.target = EmbeddedAccounts(broker)
             host, port, mqtt5 = s.mqtt_host, broker.port, False
+            # The broker lives in this process, so its acknowledgements to the hub add no durability (its
+            # queues die with the process either way), while amqtt delivers QoS 1 to a subscriber one
+            # message per PUBACK. The hub takes the devices' messages at QoS 0; a clean stop still waits
+            # until everything the broker accepted is stored (_settle_broker).
+            hub_qos = 0
         else:
             from tosplus.gateway.dynsec import DynsecAdmin
 
+            hub_qos = 1
             url = urlsplit(s.broker_url)
             host, port, mqtt5 = url.hostname or "127.0.0.1", url.port or 1883, True
             admin_user = unquote(url.username or "")
@@ -214,6 +220,7 @@ class Hub:
             on_session=self.ingest.begin_catch_up,
             shared_group=s.shared_group or None,
             telemetry_group=TELEMETRY_GROUP if s.ingest_workers else None,
+            qos=hub_qos,
         )
         self.ingest.bind_loop(asyncio.get_running_loop())
         await client.start()

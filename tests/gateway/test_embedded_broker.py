@@ -475,3 +475,178 @@ async def test_a_slow_hub_makes_the_broker_stop_reading_devices_without_loss(
         flooding.cancel()
         dev_writer.close()
         hub_writer.close()
+
+
+# --- subscription and retained-message indexes ------------------------------------------------------------
+
+INDEX_FILTERS = [
+    "#",
+    "+",
+    "+/+",
+    "+/#",
+    "tos/#",
+    "tos/+",
+    "tos/v1/#",
+    "tos/v1/+/telemetry",
+    "tos/v1/+/events/+",
+    "tos/v1/+/commands/+/response",
+    "tos/v1",
+    "tos/v1/dev-a",
+    "tos/v1/dev-a/#",
+    "tos/v1/dev-a/+",
+    "tos/v1/dev-a/twin/+",
+    "tos/v1/dev-a/commands/+",
+    "tos/v1/dev-a/twin/desired",
+    "tos/v1/dev-a/+/desired",
+    "tos/v1//x",
+    "$SYS/broker/#",
+    "$SYS/+/x",
+    "a/b",
+    "a/b/c",
+]
+INDEX_TOPICS = [
+    "tos",
+    "tos/v1",
+    "tos/v1/dev-a",
+    "tos/v1/dev-a/",
+    "tos/v1/dev-a/telemetry",
+    "tos/v1/dev-a/twin/desired",
+    "tos/v1/dev-a/twin/desired/x",
+    "tos/v1/dev-a/commands/c1",
+    "tos/v1/dev-a/commands/c1/response",
+    "tos/v1/dev-b/twin/desired",
+    "tos/v1/dev-b/events/boot",
+    "tos/v1//x",
+    "tos/v2/dev-a/telemetry",
+    "$SYS/broker/x",
+    "$SYS/broker",
+    "a/b",
+    "a/b/c",
+    "a/b/c/d",
+]
+
+
+async def test_indexes_find_exactly_what_amqtt_matching_finds(broker: EmbeddedBroker) -> None:
+    amqtt_broker = broker._broker
+    assert amqtt_broker is not None
+    subscriptions, retained = embedded._SubscriptionIndex(), embedded._RetainedIndex()
+    for topic_filter in INDEX_FILTERS:
+        subscriptions[topic_filter] = []
+    for topic in INDEX_TOPICS:
+        retained[topic] = topic
+    for topic in INDEX_TOPICS:
+        expected = {f for f in INDEX_FILTERS if amqtt_broker._matches(topic, f)}
+        assert {f for f in subscriptions.candidates(topic) if amqtt_broker._matches(topic, f)} == expected, topic
+    for topic_filter in INDEX_FILTERS:
+        expected = {t for t in INDEX_TOPICS if amqtt_broker._matches(t, topic_filter)}
+        found = {t for t, _ in retained.candidates(topic_filter) if amqtt_broker._matches(t, topic_filter)}
+        assert found == expected, topic_filter
+    for topic_filter in INDEX_FILTERS:
+        del subscriptions[topic_filter]
+    for topic in INDEX_TOPICS:
+        retained.pop(topic)
+    assert subscriptions.candidates("tos/v1/dev-a/x") == [] and retained.candidates("#") == []
+    assert not subscriptions._by_key and not subscriptions._unkeyed and not retained._by_key
+
+
+async def test_device_wildcards_in_its_own_subtree_get_what_amqtt_matches_and_nothing_after_unsubscribe(
+    broker: EmbeddedBroker,
+) -> None:
+    amqtt_broker = broker._broker
+    assert amqtt_broker is not None
+    filters = ["tos/v1/dev-a/commands/+", "tos/v1/dev-a/twin/#", "tos/v1/dev-a/+"]
+    published = [
+        "tos/v1/dev-a/commands/c1",
+        "tos/v1/dev-a/commands/c1/response",
+        "tos/v1/dev-a/twin",
+        "tos/v1/dev-a/twin/desired",
+        "tos/v1/dev-a/twin/delta/x",
+        "tos/v1/dev-a/errors",
+        "tos/v1/dev-a",
+        "tos/v1/dev-b/commands/c1",
+        "tos/v1/dev-b/twin/desired",
+    ]
+    expected = sorted(t for t in published for f in filters if amqtt_broker._matches(t, f))  # once per filter
+    async with hub(broker) as hub_client, device(broker, "dev-a") as dev_a, device(broker, "dev-b") as dev_b:
+        await dev_b.subscribe(topics.device_filter("dev-b"), qos=1)
+        for topic_filter in filters:
+            assert not refused(await dev_a.subscribe(topic_filter, qos=1))
+        for topic in published:
+            await hub_client.publish(topic, topic.encode(), qos=1)
+        received = [(await next_message(dev_a)).topic.value for _ in expected]
+        await no_message(dev_a)
+        assert sorted(received) == expected
+
+        for topic_filter in filters:
+            await dev_a.unsubscribe(topic_filter)
+        assert amqtt_broker._subscriptions.filters_of("dev-a") == []
+        for topic in published:
+            await hub_client.publish(topic, topic.encode(), qos=1)
+        await no_message(dev_a)
+        # dev-b's own filter still works after dev-a left.
+        assert (await next_message(dev_b)).topic.value == "tos/v1/dev-b/commands/c1"
+
+    # The session monitor drops the disconnected clean sessions: their filters leave the index.
+    async with asyncio.timeout(5):
+        while amqtt_broker._subscriptions.candidates("tos/v1/dev-b/x"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert amqtt_broker._subscriptions.filters_of("dev-b") == []
+
+
+async def test_hub_wildcards_receive_every_devices_messages_next_to_device_subscriptions(
+    broker: EmbeddedBroker,
+) -> None:
+    devices = ("dev-a", "dev-b")
+    async with hub(broker) as hub_client, device(broker, "dev-a") as dev_a, device(broker, "dev-b") as dev_b:
+        for topic_filter in topics.HUB_SUBSCRIPTIONS:
+            assert not refused(await hub_client.subscribe(topic_filter, qos=1))
+        for client, device_id in ((dev_a, "dev-a"), (dev_b, "dev-b")):
+            for topic_filter in (
+                topics.desired(device_id),
+                topics.delta(device_id),
+                f"{topics.PREFIX}{device_id}/commands/+",
+                topics.errors(device_id),
+            ):
+                assert not refused(await client.subscribe(topic_filter, qos=1))
+        sent = []
+        for client, device_id in ((dev_a, "dev-a"), (dev_b, "dev-b")):
+            for topic in (
+                topics.telemetry(device_id),
+                topics.reported(device_id),
+                topics.event(device_id, "boot"),
+                topics.command_response(device_id, "r1"),
+                topics.status(device_id),
+            ):
+                await client.publish(topic, b"x", qos=1)
+                sent.append(topic)
+        received = [(await next_message(hub_client)).topic.value for _ in sent]
+        assert sorted(received) == sorted(sent)
+        await no_message(hub_client)
+        for client in (dev_a, dev_b):
+            await no_message(client)  # none of it is for the devices
+        assert {topics.device_of(t) for t in received} == set(devices)
+
+
+async def test_retained_messages_reach_only_their_own_device_on_subscribe_and_on_reconnect(
+    broker: EmbeddedBroker,
+) -> None:
+    async with hub(broker) as hub_client:
+        for device_id in ("dev-a", "dev-b"):
+            await hub_client.publish(topics.desired(device_id), device_id.encode(), qos=1, retain=True)
+            await hub_client.publish(topics.status(device_id), b"online", qos=1, retain=True)
+    async with device(broker, "dev-b", clean_session=False) as dev_b:
+        await dev_b.subscribe("tos/v1/dev-b/twin/+", qos=0)
+        message = await next_message(dev_b)
+        assert (message.topic.value, message.payload, message.retain) == ("tos/v1/dev-b/twin/desired", b"dev-b", True)
+        await no_message(dev_b)
+    # A persistent session's filters are replayed at connect (amqtt's _handle_client_session): own ones only.
+    async with device(broker, "dev-b", clean_session=False) as dev_b:
+        message = await next_message(dev_b)
+        assert (message.topic.value, message.retain) == ("tos/v1/dev-b/twin/desired", True)
+        await no_message(dev_b)
+    async with device(broker, "dev-a") as dev_a:
+        await no_message(dev_a)
+        await dev_a.subscribe(topics.status("dev-a"), qos=1)
+        message = await next_message(dev_a)
+        assert (message.topic.value, message.payload) == ("tos/v1/dev-a/status", b"online")
+        await no_message(dev_a)

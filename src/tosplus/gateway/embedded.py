@@ -78,6 +78,23 @@ Found by reading amqtt 0.12.1 and confirmed with real clients:
     messages wait to be routed or written to the hub (:attr:`EmbeddedBroker.backlog`). A *device* that
     does not read its own socket gets further messages dropped once :data:`CLIENT_BACKLOG` wait for it,
     so it cannot stall the others; messages for the hub account are never dropped.
+11. **Everything scanned everything: 10,000 devices (40,000 filters) could not connect.** amqtt keeps
+    ``_subscriptions`` (filter -> subscribers) and ``_retained_messages`` (topic -> message) as plain dicts
+    and scans them whole. ``_TosBroker`` replaces both with dict subclasses (:class:`_SubscriptionIndex`,
+    :class:`_RetainedIndex`) whose every mutation also updates an index by the first three topic levels
+    (``tos/v1/<id>``): filters whose first three levels are literal (all of a device's) are filed under
+    them, the others (the hub's ``tos/v1/+/...``, ``#``, ...) are kept in a short list checked for every
+    message; filters are also indexed by subscribed client id. Every candidate is still checked with
+    amqtt's ``Broker._matches`` (``+``, ``#``, ``$`` topics), so the result is exactly amqtt's. Uses:
+    ``_route`` (amqtt's ``_run_broadcast``) looks up the topic's candidates instead of matching every
+    filter; ``_publish_retained_messages_for_subscription`` looks up retained messages by a literal filter's
+    first three levels (scanning only for wildcard-leading filters); ``_handle_client_session`` (amqtt's,
+    copied) replays retained messages at connect for the session's own filters, not for every filter of
+    every client; ``_del_all_subscriptions`` (session cleanup) visits the session's own filters;
+    ``add_subscription`` / ``_del_subscription`` keep the client-id index. Both containers have a short
+    ``__repr__``: amqtt's ``_client_message_loop`` logs ``repr(self._subscriptions)`` at every SUBSCRIBE
+    even with DEBUG off. TCP listeners get an accept queue of :data:`ACCEPT_BACKLOG` (asyncio's default
+    is 100; ``_create_server_instance``).
 
 Delivery guarantees (what the hub's no-loss design can rely on)
 ---------------------------------------------------------------
@@ -139,6 +156,7 @@ import hmac
 import logging
 import math
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -148,8 +166,9 @@ from typing import Any, Final
 
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker
-from amqtt.contexts import Action
+from amqtt.contexts import Action, ListenerType
 from amqtt.errors import BrokerError, MQTTError
+from amqtt.events import BrokerEvents
 from amqtt.mqtt import connack
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
@@ -157,6 +176,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins import manager as amqtt_plugin_manager
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
+from transitions import MachineError
 
 from tosplus.errors import ConfigError
 from tosplus.gateway import topics
@@ -179,6 +199,9 @@ BROADCAST_BATCH: Final = 256
 CLIENT_BACKLOG: Final = 1_000
 """Per device: messages read but not yet routed beyond which the broker stops reading its socket, and
 messages waiting to be written to it beyond which further ones for it are dropped."""
+ACCEPT_BACKLOG: Final = 1024
+"""The listening socket's accept queue (asyncio's default is 100: a burst of connects timed out)."""
+SUBSCRIPTION_REFUSED: Final = 0x80  # SUBACK return code
 HUB_BACKLOG: Final = 20_000
 """Messages waiting to be routed, or to be written to the hub's connections, beyond which the broker stops
 reading device sockets (TCP then pushes back on the devices)."""
@@ -194,6 +217,180 @@ IDENTIFIER_REJECTED: Final[int] = connack.IDENTIFIER_REJECTED
 BAD_USERNAME_PASSWORD: Final[int] = connack.BAD_USERNAME_PASSWORD
 NOT_AUTHORIZED: Final[int] = connack.NOT_AUTHORIZED
 UNACCEPTABLE_PROTOCOL_VERSION: Final[int] = connack.UNACCEPTABLE_PROTOCOL_VERSION
+
+
+def _first_levels(name: str) -> str | None:
+    """The first three levels of a topic name or filter (``tos/v1/<id>``), or ``None`` if it has fewer."""
+    first = name.find("/")
+    if first < 0:
+        return None
+    second = name.find("/", first + 1)
+    if second < 0:
+        return None
+    third = name.find("/", second + 1)
+    return name if third < 0 else name[:third]
+
+
+def _literal_key(topic_filter: str) -> str | None:
+    """The first three levels of a filter if they hold no wildcard (only then is every topic name it matches
+    under the same three levels), else ``None``."""
+    key = _first_levels(topic_filter)
+    if key is None or "+" in key or "#" in key:
+        return None
+    return key
+
+
+class _SubscriptionIndex(dict[str, list[tuple[Session, int]]]):
+    """amqtt's ``Broker._subscriptions`` (topic filter -> [(session, qos)]) with two indexes kept up to date
+    by every mutation of the dict: filters by their first three levels when those are literal (all of a
+    device's) plus the few others (the hub's ``tos/v1/+/...``), and filters by subscribed client id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_key: dict[str, dict[str, None]] = {}  # ordered sets
+        self._unkeyed: dict[str, None] = {}
+        self._by_client: dict[str, dict[str, None]] = {}
+
+    def __repr__(self) -> str:
+        # amqtt's _client_message_loop logs repr(self._subscriptions) at every SUBSCRIBE, even with DEBUG off.
+        return f"<{len(self)} topic filters>"
+
+    def candidates(self, topic: str) -> list[str]:
+        """The filters that may match the topic name ``topic`` (a superset; check each with ``_matches``)."""
+        key = _first_levels(topic)
+        keyed = self._by_key.get(key, ()) if key is not None else ()
+        return [*keyed, *self._unkeyed]
+
+    def filters_of(self, client_id: str) -> list[str]:
+        return list(self._by_client.get(client_id, ()))
+
+    def subscribed(self, client_id: str, topic_filter: str) -> None:
+        self._by_client.setdefault(client_id, {})[topic_filter] = None
+
+    def unsubscribed(self, client_id: str, topic_filter: str) -> None:
+        own = self._by_client.get(client_id)
+        if own is not None:
+            own.pop(topic_filter, None)
+            if not own:
+                del self._by_client[client_id]
+
+    def _added(self, topic_filter: str) -> None:
+        key = _literal_key(topic_filter)
+        if key is None:
+            self._unkeyed[topic_filter] = None
+        else:
+            self._by_key.setdefault(key, {})[topic_filter] = None
+
+    def _removed(self, topic_filter: str, holders: list[tuple[Session, int]]) -> None:
+        key = _literal_key(topic_filter)
+        if key is None:
+            self._unkeyed.pop(topic_filter, None)
+        else:
+            under = self._by_key.get(key)
+            if under is not None:
+                under.pop(topic_filter, None)
+                if not under:
+                    del self._by_key[key]
+        for holder, _qos in holders:
+            self.unsubscribed(holder.client_id, topic_filter)
+
+    def __setitem__(self, topic_filter: str, holders: list[tuple[Session, int]]) -> None:
+        if topic_filter not in self:
+            self._added(topic_filter)
+        super().__setitem__(topic_filter, holders)
+
+    def __delitem__(self, topic_filter: str) -> None:
+        holders = self[topic_filter]
+        super().__delitem__(topic_filter)
+        self._removed(topic_filter, holders)
+
+    def pop(self, topic_filter: str, *default: Any) -> Any:
+        if topic_filter in self:
+            holders = super().pop(topic_filter)
+            self._removed(topic_filter, holders)
+            return holders
+        return super().pop(topic_filter, *default)
+
+    def popitem(self) -> tuple[str, list[tuple[Session, int]]]:
+        topic_filter, holders = super().popitem()
+        self._removed(topic_filter, holders)
+        return topic_filter, holders
+
+    def setdefault(self, topic_filter: str, default: Any = None) -> Any:
+        if topic_filter not in self:
+            self[topic_filter] = default
+        return self[topic_filter]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for topic_filter, holders in dict(*args, **kwargs).items():
+            self[topic_filter] = holders
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_key.clear()
+        self._unkeyed.clear()
+        self._by_client.clear()
+
+
+class _RetainedIndex(dict[str, Any]):
+    """amqtt's ``Broker._retained_messages`` (topic name -> message), indexed by the first three levels of
+    the topic so that a filter with literal first levels finds its retained messages without a scan."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_key: dict[str, dict[str, None]] = {}
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} retained messages>"
+
+    def candidates(self, topic_filter: str) -> list[tuple[str, Any]]:
+        """(topic, message) pairs that may match ``topic_filter`` (a superset; check each with ``_matches``)."""
+        key = _literal_key(topic_filter)
+        if key is None:
+            return list(self.items())
+        return [(topic, self[topic]) for topic in self._by_key.get(key, ())]
+
+    def _removed(self, topic: str) -> None:
+        key = _first_levels(topic)
+        if key is None or key not in self._by_key:
+            return
+        under = self._by_key[key]
+        under.pop(topic, None)
+        if not under:
+            del self._by_key[key]
+
+    def __setitem__(self, topic: str, message: Any) -> None:
+        key = _first_levels(topic)
+        if key is not None:
+            self._by_key.setdefault(key, {})[topic] = None
+        super().__setitem__(topic, message)
+
+    def __delitem__(self, topic: str) -> None:
+        super().__delitem__(topic)
+        self._removed(topic)
+
+    def pop(self, topic: str, *default: Any) -> Any:
+        if topic in self:
+            self._removed(topic)
+        return super().pop(topic, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        topic, message = super().popitem()
+        self._removed(topic)
+        return topic, message
+
+    def setdefault(self, topic: str, default: Any = None) -> Any:
+        if topic not in self:
+            self[topic] = default
+        return self[topic]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for topic, message in dict(*args, **kwargs).items():
+            self[topic] = message
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_key.clear()
 
 
 class _TooLarge(Exception):
@@ -358,6 +555,28 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self._topic_plugins: list[BaseTopicPlugin] = [
             plugin for plugin in self.plugins_manager.plugins if isinstance(plugin, BaseTopicPlugin)
         ]
+        self._subscriptions: _SubscriptionIndex = _SubscriptionIndex()
+        self._retained_messages: _RetainedIndex = _RetainedIndex()
+
+    async def _create_server_instance(
+        self,
+        listener_name: str,
+        listener_type: ListenerType,
+        address: str | None,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+    ) -> Any:
+        """amqtt's version, with a longer accept queue than asyncio's default of 100 for TCP listeners."""
+        if listener_type != ListenerType.TCP:
+            return await super()._create_server_instance(listener_name, listener_type, address, port, ssl_context)
+        return await asyncio.start_server(
+            partial(self.stream_connected, listener_name=listener_name),
+            address,
+            port,
+            reuse_address=True,
+            ssl=ssl_context,
+            backlog=ACCEPT_BACKLOG,
+        )
 
     # --- connections -------------------------------------------------------------------------------------
 
@@ -429,6 +648,50 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 reader.overloaded = partial(self._overloaded, session)
         session.attributes[_ADMITTED] = True
         return handler, session
+
+    async def _handle_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        server: Any,
+        listener_name: str,
+    ) -> None:
+        """amqtt's version, replaying retained messages for the connecting session's own filters only.
+
+        amqtt calls ``_publish_retained_messages_for_subscription`` for every filter of every client (and
+        iterates the live dict across awaits); with 10,000 devices that is 40,000 calls per connect.
+        """
+        authenticated = await self._authenticate(client_session, self.listeners_config[listener_name])
+        if client_session.client_id is None:
+            raise BrokerError("Client ID was not correctly created/set.")
+        while True:
+            try:
+                client_session.transitions.connect()
+                break
+            except (MachineError, ValueError):
+                if client_session.transitions.is_connected():
+                    log.warning("MQTT client %s is already connected, taking over", client_session.client_id)
+                    old_session = self._sessions[client_session.client_id]
+                    await old_session[1].handle_connection_closed()
+                    await old_session[1].stop()
+                    break
+                await asyncio.sleep(1)  # "reconnecting too quickly"
+        handler.attach(client_session, reader, writer)
+        self._sessions[client_session.client_id] = (client_session, handler)
+        await handler.mqtt_connack_authorize(authenticated)
+        if not authenticated:
+            await writer.close()
+            return
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_CONNECTED, client_id=client_session.client_id, client_session=client_session
+        )
+        await handler.start()
+        await self._publish_session_retained_messages(client_session)
+        for topic_filter in self._subscriptions.filters_of(client_session.client_id):
+            await self._publish_retained_messages_for_subscription((topic_filter, QOS_0), client_session)
+        await self._client_message_loop(client_session, handler)
 
     async def _read_connect(
         self, reader: ReaderAdapter, writer: WriterAdapter
@@ -503,6 +766,26 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 await _until_disconnected(session)
         return len(victims)
 
+    # --- subscriptions -------------------------------------------------------------------------------------
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        qos: int = await super().add_subscription(subscription, session)
+        if qos != SUBSCRIPTION_REFUSED:
+            self._subscriptions.subscribed(session.client_id, subscription[0])
+        return qos
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        deleted: int = super()._del_subscription(a_filter, session)
+        if deleted:
+            self._subscriptions.unsubscribed(session.client_id, a_filter)
+        return deleted
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        """amqtt's version, visiting the session's own filters instead of every filter of every client."""
+        for topic_filter in self._subscriptions.filters_of(session.client_id):
+            if self._del_subscription(topic_filter, session) and not self._subscriptions.get(topic_filter, True):
+                del self._subscriptions[topic_filter]
+
     # --- routing -------------------------------------------------------------------------------------------
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
@@ -527,9 +810,12 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     async def _route(self, broadcast: dict[str, Any], running_tasks: deque[asyncio.Task[Any]]) -> None:
         topic: str = broadcast["topic"]
-        for topic_filter, subscriptions in list(self._subscriptions.items()):
-            if not self._matches(topic, topic_filter):
-                continue
+        matching = [
+            subscriptions
+            for topic_filter in self._subscriptions.candidates(topic)
+            if self._matches(topic, topic_filter) and (subscriptions := self._subscriptions.get(topic_filter))
+        ]
+        for subscriptions in matching:
             for target, subscription_qos in list(subscriptions):
                 qos: int = broadcast.get("qos", subscription_qos)
                 if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
@@ -620,7 +906,7 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             asyncio.ensure_future(
                 handler.mqtt_publish(topic, retained.data, min(qos, retained.qos or qos), retain=True)
             )
-            for topic, retained in list(self._retained_messages.items())
+            for topic, retained in self._retained_messages.candidates(topic_filter)
             if self._matches(topic, topic_filter) and self._policy.allowed(session.username, topic, Action.RECEIVE)
         ]
         if tasks:

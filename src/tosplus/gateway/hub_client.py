@@ -51,6 +51,7 @@ class HubClient:
         shared_group: str | None = None,
         filters: tuple[str, ...] = topics.HUB_SUBSCRIPTIONS,
         telemetry_group: str | None = None,
+        qos: int = 1,
     ) -> None:
         self.host, self.port = host, port
         self.mqtt5 = mqtt5
@@ -59,6 +60,7 @@ class HubClient:
         self.shared_group = shared_group
         self.filters = filters
         self.telemetry_group = telemetry_group
+        self.qos = qos
         self._generation = 0
         self._connected = threading.Event()
         self._connect_error: str | None = None
@@ -88,7 +90,7 @@ class HubClient:
         self._generation += 1
         self.on_session()
         filters = self.subscriptions()
-        client.subscribe([(f, 1) for f in filters])
+        client.subscribe([(f, self.qos) for f in filters])
         self._connect_error = None
         self._connected.set()
         log.info("hub connected to the broker at %s:%d", self.host, self.port)
