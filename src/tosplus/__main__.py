@@ -89,7 +89,7 @@ def serve(
         datefmt="[%X]",
         handlers=[RichHandler(console=console, show_path=False)],
     )
-    for noisy in ("amqtt", "transitions", "aiocoap", "uvicorn.error", "alembic"):
+    for noisy in ("amqtt", "transitions", "aiocoap", "uvicorn.error", "alembic", "httpx", "httpcore", "tosplus.sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         _run(_serve(settings, demo))
