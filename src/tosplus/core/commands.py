@@ -376,6 +376,8 @@ class Commands:
             return [_from_row(r) for r in (await conn.execute(query)).mappings()]
 
     def _fire(self, command: Command) -> None:
+        if not self.bus.has_listeners(events.COMMAND):
+            return
         self.bus.fire(Event(events.COMMAND, command.device_id, command.to_json(), now_ms()))
 
 
