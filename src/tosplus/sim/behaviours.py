@@ -253,7 +253,7 @@ class SimDevice:
             raise ValueError(problem)
         method = getattr(self, f"action_{name.replace('-', '_')}", None)
         if method is None:
-            raise NotImplementedError(f"the {self.product_id} simulator cannot {name}")
+            raise ValueError(f"the {self.product_id} simulator has no behaviour for the action {name}")
         result = method(dict(params or {}))
         if inspect.isawaitable(result):
             result = await result
