@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.services import free_port
 from tosplus.errors import ConfigError
-from tosplus.gateway import embedded, topics
+from tosplus.gateway import embedded, topic_index, topics
 from tosplus.gateway.embedded import EmbeddedBroker
 
 HOST = "127.0.0.1"
@@ -529,7 +529,7 @@ INDEX_TOPICS = [
 async def test_indexes_find_exactly_what_amqtt_matching_finds(broker: EmbeddedBroker) -> None:
     amqtt_broker = broker._broker
     assert amqtt_broker is not None
-    subscriptions, retained = embedded._SubscriptionIndex(), embedded._RetainedIndex()
+    subscriptions, retained = topic_index.SubscriptionIndex(), topic_index.RetainedIndex()
     for topic_filter in INDEX_FILTERS:
         subscriptions[topic_filter] = []
     for topic in INDEX_TOPICS:

@@ -80,8 +80,8 @@ Found by reading amqtt 0.12.1 and confirmed with real clients:
     so it cannot stall the others; messages for the hub account are never dropped.
 11. **Everything scanned everything: 10,000 devices (40,000 filters) could not connect.** amqtt keeps
     ``_subscriptions`` (filter -> subscribers) and ``_retained_messages`` (topic -> message) as plain dicts
-    and scans them whole. ``_TosBroker`` replaces both with dict subclasses (:class:`_SubscriptionIndex`,
-    :class:`_RetainedIndex`) whose every mutation also updates an index by the first three topic levels
+    and scans them whole. ``_TosBroker`` replaces both with dict subclasses (:class:`SubscriptionIndex`,
+    :class:`RetainedIndex`) whose every mutation also updates an index by the first three topic levels
     (``tos/v1/<id>``): filters whose first three levels are literal (all of a device's) are filed under
     them, the others (the hub's ``tos/v1/+/...``, ``#``, ...) are kept in a short list checked for every
     message; filters are also indexed by subscribed client id. Every candidate is still checked with
@@ -180,6 +180,7 @@ from transitions import MachineError
 
 from tosplus.errors import ConfigError
 from tosplus.gateway import topics
+from tosplus.gateway.topic_index import RetainedIndex, SubscriptionIndex
 from tosplus.gateway.topics import PREFIX
 
 __all__ = ["CONNECT_TIMEOUT_S", "SESSION_EXPIRY_S", "EmbeddedBroker", "TosAuthPlugin", "TosTopicPlugin"]
@@ -217,180 +218,6 @@ IDENTIFIER_REJECTED: Final[int] = connack.IDENTIFIER_REJECTED
 BAD_USERNAME_PASSWORD: Final[int] = connack.BAD_USERNAME_PASSWORD
 NOT_AUTHORIZED: Final[int] = connack.NOT_AUTHORIZED
 UNACCEPTABLE_PROTOCOL_VERSION: Final[int] = connack.UNACCEPTABLE_PROTOCOL_VERSION
-
-
-def _first_levels(name: str) -> str | None:
-    """The first three levels of a topic name or filter (``tos/v1/<id>``), or ``None`` if it has fewer."""
-    first = name.find("/")
-    if first < 0:
-        return None
-    second = name.find("/", first + 1)
-    if second < 0:
-        return None
-    third = name.find("/", second + 1)
-    return name if third < 0 else name[:third]
-
-
-def _literal_key(topic_filter: str) -> str | None:
-    """The first three levels of a filter if they hold no wildcard (only then is every topic name it matches
-    under the same three levels), else ``None``."""
-    key = _first_levels(topic_filter)
-    if key is None or "+" in key or "#" in key:
-        return None
-    return key
-
-
-class _SubscriptionIndex(dict[str, list[tuple[Session, int]]]):
-    """amqtt's ``Broker._subscriptions`` (topic filter -> [(session, qos)]) with two indexes kept up to date
-    by every mutation of the dict: filters by their first three levels when those are literal (all of a
-    device's) plus the few others (the hub's ``tos/v1/+/...``), and filters by subscribed client id."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._by_key: dict[str, dict[str, None]] = {}  # ordered sets
-        self._unkeyed: dict[str, None] = {}
-        self._by_client: dict[str, dict[str, None]] = {}
-
-    def __repr__(self) -> str:
-        # amqtt's _client_message_loop logs repr(self._subscriptions) at every SUBSCRIBE, even with DEBUG off.
-        return f"<{len(self)} topic filters>"
-
-    def candidates(self, topic: str) -> list[str]:
-        """The filters that may match the topic name ``topic`` (a superset; check each with ``_matches``)."""
-        key = _first_levels(topic)
-        keyed = self._by_key.get(key, ()) if key is not None else ()
-        return [*keyed, *self._unkeyed]
-
-    def filters_of(self, client_id: str) -> list[str]:
-        return list(self._by_client.get(client_id, ()))
-
-    def subscribed(self, client_id: str, topic_filter: str) -> None:
-        self._by_client.setdefault(client_id, {})[topic_filter] = None
-
-    def unsubscribed(self, client_id: str, topic_filter: str) -> None:
-        own = self._by_client.get(client_id)
-        if own is not None:
-            own.pop(topic_filter, None)
-            if not own:
-                del self._by_client[client_id]
-
-    def _added(self, topic_filter: str) -> None:
-        key = _literal_key(topic_filter)
-        if key is None:
-            self._unkeyed[topic_filter] = None
-        else:
-            self._by_key.setdefault(key, {})[topic_filter] = None
-
-    def _removed(self, topic_filter: str, holders: list[tuple[Session, int]]) -> None:
-        key = _literal_key(topic_filter)
-        if key is None:
-            self._unkeyed.pop(topic_filter, None)
-        else:
-            under = self._by_key.get(key)
-            if under is not None:
-                under.pop(topic_filter, None)
-                if not under:
-                    del self._by_key[key]
-        for holder, _qos in holders:
-            self.unsubscribed(holder.client_id, topic_filter)
-
-    def __setitem__(self, topic_filter: str, holders: list[tuple[Session, int]]) -> None:
-        if topic_filter not in self:
-            self._added(topic_filter)
-        super().__setitem__(topic_filter, holders)
-
-    def __delitem__(self, topic_filter: str) -> None:
-        holders = self[topic_filter]
-        super().__delitem__(topic_filter)
-        self._removed(topic_filter, holders)
-
-    def pop(self, topic_filter: str, *default: Any) -> Any:
-        if topic_filter in self:
-            holders = super().pop(topic_filter)
-            self._removed(topic_filter, holders)
-            return holders
-        return super().pop(topic_filter, *default)
-
-    def popitem(self) -> tuple[str, list[tuple[Session, int]]]:
-        topic_filter, holders = super().popitem()
-        self._removed(topic_filter, holders)
-        return topic_filter, holders
-
-    def setdefault(self, topic_filter: str, default: Any = None) -> Any:
-        if topic_filter not in self:
-            self[topic_filter] = default
-        return self[topic_filter]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for topic_filter, holders in dict(*args, **kwargs).items():
-            self[topic_filter] = holders
-
-    def clear(self) -> None:
-        super().clear()
-        self._by_key.clear()
-        self._unkeyed.clear()
-        self._by_client.clear()
-
-
-class _RetainedIndex(dict[str, Any]):
-    """amqtt's ``Broker._retained_messages`` (topic name -> message), indexed by the first three levels of
-    the topic so that a filter with literal first levels finds its retained messages without a scan."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._by_key: dict[str, dict[str, None]] = {}
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} retained messages>"
-
-    def candidates(self, topic_filter: str) -> list[tuple[str, Any]]:
-        """(topic, message) pairs that may match ``topic_filter`` (a superset; check each with ``_matches``)."""
-        key = _literal_key(topic_filter)
-        if key is None:
-            return list(self.items())
-        return [(topic, self[topic]) for topic in self._by_key.get(key, ())]
-
-    def _removed(self, topic: str) -> None:
-        key = _first_levels(topic)
-        if key is None or key not in self._by_key:
-            return
-        under = self._by_key[key]
-        under.pop(topic, None)
-        if not under:
-            del self._by_key[key]
-
-    def __setitem__(self, topic: str, message: Any) -> None:
-        key = _first_levels(topic)
-        if key is not None:
-            self._by_key.setdefault(key, {})[topic] = None
-        super().__setitem__(topic, message)
-
-    def __delitem__(self, topic: str) -> None:
-        super().__delitem__(topic)
-        self._removed(topic)
-
-    def pop(self, topic: str, *default: Any) -> Any:
-        if topic in self:
-            self._removed(topic)
-        return super().pop(topic, *default)
-
-    def popitem(self) -> tuple[str, Any]:
-        topic, message = super().popitem()
-        self._removed(topic)
-        return topic, message
-
-    def setdefault(self, topic: str, default: Any = None) -> Any:
-        if topic not in self:
-            self[topic] = default
-        return self[topic]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for topic, message in dict(*args, **kwargs).items():
-            self[topic] = message
-
-    def clear(self) -> None:
-        super().clear()
-        self._by_key.clear()
 
 
 class _TooLarge(Exception):
@@ -555,8 +382,8 @@ class _TosBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self._topic_plugins: list[BaseTopicPlugin] = [
             plugin for plugin in self.plugins_manager.plugins if isinstance(plugin, BaseTopicPlugin)
         ]
-        self._subscriptions: _SubscriptionIndex = _SubscriptionIndex()
-        self._retained_messages: _RetainedIndex = _RetainedIndex()
+        self._subscriptions: SubscriptionIndex = SubscriptionIndex()
+        self._retained_messages: RetainedIndex = RetainedIndex()
 
     async def _create_server_instance(
         self,
