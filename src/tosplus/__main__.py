@@ -122,7 +122,7 @@ async def _serve(settings: Any, demo: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows event loops
             loop.add_signal_handler(sig, stop.set)
     hub = await create_hub(settings)
     async with hub:

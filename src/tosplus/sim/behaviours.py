@@ -1,21 +1,8 @@
-"""Simulated devices, one class per catalog product, built on the device SDK.
+"""The simulators by product id (``BEHAVIOURS``) and ``create_device``.
 
-A :class:`SimDevice` keeps its properties in ``state`` (named as in its thing model), advances them with
-:meth:`SimDevice.step` (simulated seconds: wall time times ``speed``), and every ``period_s`` sends:
-
-* telemetry: the values listed in ``telemetry_keys`` (by default the read-only numbers and booleans);
-* reported state: the writable properties and ``status_keys`` that changed since last reported;
-* the events raised by ``step`` (:meth:`SimDevice.emit`).
-
-Desired state is applied through :meth:`SimDevice.apply_setting` (checked against the model first) and
-reported back; every action of the model is a method ``action_<name>(params)``, so each simulator answers
-all of its model's actions (``reboot`` included: the device goes offline for a moment and comes back).
-Values are clamped to their schema's range before sending, so the hub never refuses a simulator's data.
-
-Replays: the traffic counter and the air-quality station play the real hourly data sets (see
-:mod:`tosplus.sim.datasets`), one data-set hour per simulated hour, starting at the current hour of day; the
-parking sensors take how full parking is by hour of day from the Birmingham data. With ``speed`` 60 an
-hour of data passes in a minute.
+What every simulator shares is :class:`tosplus.sim.device.SimDevice` (its docstring says how a simulated
+device behaves); the product classes live in :mod:`tosplus.sim.home_devices` and
+:mod:`tosplus.sim.city_devices`.
 """
 
 from __future__ import annotations

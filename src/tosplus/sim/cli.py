@@ -88,7 +88,7 @@ def _run(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows loops, non-main threads
                 loop.add_signal_handler(sig, stop.set)
         return await main(stop)
 

@@ -1,4 +1,4 @@
-"""The simulated device: what every product's simulator shares (see :mod:`tosplus.sim.behaviours`).
+"""The simulated device: what every product's simulator shares (the registry is :mod:`tosplus.sim.behaviours`).
 
 A :class:`SimDevice` keeps its properties in ``state`` (named as in its thing model), advances them with
 :meth:`SimDevice.step` (simulated seconds: wall time times ``speed``), and every ``period_s`` sends:
