@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 def create_api(hub_: Hub) -> FastAPI:
+    from tosplus import console
     from tosplus.gateway import http_device
 
     app = FastAPI(
@@ -31,5 +32,6 @@ def create_api(hub_: Hub) -> FastAPI:
     for module in (hub, products, devices, twins, telemetry, commands, live):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(http_device.router, prefix="/device/v1")
+    console.install(app)
     app.add_middleware(BodyLimit, api_limit=4 * 1024 * 1024, device_limit=hub_.settings.max_payload_bytes)
     return app
