@@ -33,6 +33,8 @@ from tosplus.core.telemetry import TelemetryStore
 from tosplus.core.tokens import AdminToken, Tokens
 from tosplus.core.twins import Twins
 from tosplus.errors import ConfigError
+from tosplus.services.homes.service import People, open_people
+from tosplus.services.scenes.service import Scenes
 from tosplus.storage.engine import open_database
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Hub:
     ingest: Ingest
     tokens: Tokens
     admin: AdminToken
+    people: People
     publisher: _LatePublisher
     accounts: _LateAccounts
     started_at: int = field(default_factory=now_ms)
@@ -85,6 +88,7 @@ class Hub:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _embedded_broker: Any = None
     workers: Any = None  # tosplus.workers.WorkerPool when TOSPLUS_INGEST_WORKERS > 0
+    scenes: Any = None  # tosplus.services.scenes.service.Scenes, built once the hub exists
 
     def ingest_totals(self) -> tuple[int, int, int]:
         """(accepted, refused, batches) of the main process and every ingest worker."""
@@ -358,10 +362,11 @@ async def create_hub(settings: Settings) -> Hub:
         tokens = Tokens(engine)
         await tokens.load()
         admin = await tokens.ensure_admin(settings.admin_token, settings.data_dir)
+        people = await open_people(engine, bus, registry, twins, tokens, publisher)
     except BaseException:
         await engine.dispose()
         raise
-    return Hub(
+    hub = Hub(
         settings,
         engine,
         bus,
@@ -373,9 +378,13 @@ async def create_hub(settings: Settings) -> Hub:
         core.ingest,
         tokens,
         admin,
+        people,
         publisher,
         accounts,
     )
+    hub.scenes = Scenes(hub)
+    await hub.scenes.load()
+    return hub
 
 
 @dataclass

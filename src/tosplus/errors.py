@@ -73,3 +73,7 @@ class TooLarge(TosError):
 class RateLimited(TosError):
     status = 429
     title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

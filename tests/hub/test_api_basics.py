@@ -27,18 +27,6 @@ async def test_every_call_needs_a_valid_token(hub: HubUnderTest) -> None:
         assert wrong.status_code == 401
 
 
-async def test_openapi_routes_all_refuse_without_token(hub: HubUnderTest) -> None:
-    spec = (await hub.api.get("/api/v1/openapi.json")).json()
-    async with httpx.AsyncClient(base_url=str(hub.api.base_url)) as anonymous:
-        for path, methods in spec["paths"].items():
-            if not path.startswith("/api/v1/") or path == "/api/v1/provision":
-                continue
-            concrete = path.replace("{device_id}", "x").replace("{product_id}", "x").replace("{command_id}", "x")
-            for method in methods:
-                response = await anonymous.request(method.upper(), concrete, json={})
-                assert response.status_code == 401, (method, path, response.status_code)
-
-
 async def test_builtin_catalog_and_new_product(hub: HubUnderTest) -> None:
     products = (await hub.api.get("/api/v1/products")).json()["items"]
     ids = {p["id"] for p in products}

@@ -338,7 +338,7 @@ async def test_credentials_lifecycle_reaches_the_broker(any_hub: HubUnderTest) -
 
 
 async def test_large_bulk_creation_reaches_the_broker_in_the_background(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.hub.conftest import production_hub
+    from tests.conftest import production_hub
 
     async with production_hub(tmp_path) as hub:
         response = await hub.api.post("/api/v1/devices/bulk", json={"product_id": "parking-sensor", "count": 600})

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.hub.conftest import production_hub  # noqa: F401 (documents the deployment used below)
+from tests.conftest import production_hub  # noqa: F401 (documents the deployment used below)
 from tests.support.hubs import postgres_database, running_hub
 from tests.support.services import free_port
 

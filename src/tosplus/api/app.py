@@ -10,6 +10,7 @@ from tosplus import __version__
 from tosplus.api import problems
 from tosplus.api.limits import BodyLimit
 from tosplus.api.routes import commands, devices, hub, live, products, telemetry, twins
+from tosplus.services.homes.routes import routers as homes_routers
 
 if TYPE_CHECKING:
     from tosplus.app import Hub
@@ -31,6 +32,8 @@ def create_api(hub_: Hub) -> FastAPI:
     problems.install(app)
     for module in (hub, products, devices, twins, telemetry, commands, live):
         app.include_router(module.router, prefix="/api/v1")
+    for router in homes_routers():
+        app.include_router(router, prefix="/api/v1")
     app.include_router(http_device.router, prefix="/device/v1")
     console.install(app)
     app.add_middleware(BodyLimit, api_limit=4 * 1024 * 1024, device_limit=hub_.settings.max_payload_bytes)

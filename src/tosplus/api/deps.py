@@ -1,4 +1,4 @@
-"""Dependencies by type: the hub and the caller.
+"""Dependencies by type: the hub, the caller, and the caller's right to a device.
 
 They are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, which costs a
 thread hop per dependency per request.
@@ -6,6 +6,7 @@ thread hop per dependency per request.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tosplus.core.tokens import Principal
 from tosplus.errors import Forbidden, Unauthorized
+from tosplus.services.homes.access import Need
 
 if TYPE_CHECKING:
     from tosplus.app import Hub
@@ -28,19 +30,41 @@ async def get_hub(request: Request) -> Hub:
 HubDep = Annotated["Hub", Depends(get_hub)]
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     hub: Hub = request.app.state.hub
-    return hub.tokens.verify(credentials.credentials)
+    return await hub.people.auth.verify(credentials.credentials)
 
 
-async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    if principal.role != "admin":
-        raise Forbidden("this needs an administrator's token")
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_operator(principal: Caller) -> Principal:
+    if not principal.is_operator:
+        raise Forbidden("this needs an operator (platform administrator)")
     return principal
 
 
-Admin = Annotated[Principal, Depends(require_admin)]
+Operator = Annotated[Principal, Depends(require_operator)]
+
+
+def _device_access(need: Need) -> Callable[..., Awaitable[Principal]]:
+    async def check(device_id: str, request: Request, principal: Caller) -> Principal:
+        request.app.state.hub.people.access.require(principal, device_id, need)
+        return principal
+
+    return check
+
+
+SeeDevice = Annotated[Principal, Depends(_device_access(Need.SEE))]
+ReadDevice = Annotated[Principal, Depends(_device_access(Need.DATA))]
+ControlDevice = Annotated[Principal, Depends(_device_access(Need.CONTROL))]
+DeviceCredentials = Annotated[Principal, Depends(_device_access(Need.CREDENTIALS))]
+FleetDevice = Annotated[Principal, Depends(_device_access(Need.FLEET))]

@@ -22,6 +22,7 @@ DEAD_LETTER = "dead_letter"
 DEVICE_EVENT = "event"
 DEVICE_LIFECYCLE = "device"
 PRODUCT_LIFECYCLE = "product"
+BINDING_REQUESTED = "binding_requested"  # a device asks for a binding code to show (services/homes answers)
 
 
 @dataclass(frozen=True, slots=True)

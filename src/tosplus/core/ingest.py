@@ -81,6 +81,7 @@ class Batch:
     dead: list[dict[str, Any]] = field(default_factory=list)
     responses: list[tuple[str, str, Any, Inbound]] = field(default_factory=list)
     live_telemetry: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    binding_requests: list[str] = field(default_factory=list)
     verdicts: list[tuple[Inbound, TosError | None]] = field(default_factory=list)
 
 
@@ -288,6 +289,8 @@ class Ingest:
                 batch.events.append({"device_id": device.id, "name": route.name, "ts": now, "data": data})
             elif kind is Kind.COMMAND_RESPONSE:
                 batch.responses.append((device.id, route.name, codec.decode_json(payload), message))
+            elif kind is Kind.BIND_REQUEST:
+                batch.binding_requests.append(device.id)
             elif kind is Kind.STATUS:
                 if not payload:
                     return None  # clearing the retained status message: nothing to record
@@ -312,6 +315,8 @@ class Ingest:
             self.bus.fire(Event(events.TELEMETRY, device_id, {"ts": ts, "values": values}, now))
         for row in batch.events:
             self.bus.fire(Event(events.DEVICE_EVENT, row["device_id"], {"name": row["name"], "data": row["data"]}, now))
+        for device_id in batch.binding_requests:
+            self.bus.fire(Event(events.BINDING_REQUESTED, device_id, {}, now))
         for row in batch.dead:
             device_id = row["device_id"]
             self.bus.fire(Event(events.DEAD_LETTER, device_id, {"topic": row["topic"], "reason": row["reason"]}, now))

@@ -25,6 +25,7 @@ from tosplus.storage import tables as t
 PRODUCT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")
 MAX_BULK = 10_000
+_HISTORY_TABLES = (t.telemetry, t.telemetry_latest, t.events, t.commands, t.dead_letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,14 +291,20 @@ class Registry:
         return result
 
     async def provision(self, product_id: str, provisioning_key: str, serial: str) -> NewCredentials:
-        """Fleet provisioning: a device holding its product's key registers itself, once per serial."""
+        """Fleet provisioning: a device holding its product's key registers itself, once per serial (again after
+        its credentials were revoked)."""
         product = self.products.get(product_id)
         if product is None or not secret_matches(provisioning_key, self._provisioning_hashes.get(product_id)):
             raise Unauthorized("unknown product or wrong provisioning key")
         if not serial or len(serial) > 128:
             raise InvalidInput("serial must be 1-128 characters")
-        if any(d.product_id == product_id and d.labels.get("serial") == serial for d in self.devices.values()):
-            raise Conflict(f"a device with serial '{serial}' is already registered for {product_id}")
+        for device in self.devices.values():
+            if device.product_id == product_id and device.labels.get("serial") == serial:
+                # A device whose credentials were revoked (reset, or unbound by its owner) provisions again
+                # under the same id; one that holds credentials cannot be taken over by a second claimant.
+                if device.has_credentials:
+                    raise Conflict(f"a device with serial '{serial}' is already registered for {product_id}")
+                return await self.rotate_credentials(device.id)
         (created,) = await self.create_devices(product_id, [(None, f"{product.name} {serial}", {"serial": serial})])
         return created
 
@@ -354,11 +361,18 @@ class Registry:
             self._device_changed(device_id, "updated")
         return device
 
+    async def erase_history(self, device_id: str) -> None:
+        """Delete what the device reported and was sent (telemetry, events, commands, dead letters)."""
+        self.device(device_id)
+        async with self.engine.begin() as conn:
+            for table in _HISTORY_TABLES:
+                await conn.execute(sa.delete(table).where(table.c.device_id == device_id))
+
     async def delete_device(self, device_id: str) -> None:
         """Delete a device and every piece of its data."""
         self.device(device_id)
         async with self.engine.begin() as conn:
-            for table in (t.telemetry, t.telemetry_latest, t.events, t.commands, t.dead_letters, t.twins):
+            for table in (*_HISTORY_TABLES, t.twins):
                 await conn.execute(sa.delete(table).where(table.c.device_id == device_id))
             await conn.execute(sa.delete(t.devices).where(t.devices.c.id == device_id))
         del self.devices[device_id]

@@ -167,6 +167,29 @@ class Twins:
         self.bus.fire(Event(events.TWIN_CHANGED, device_id, {"side": "desired", **new.to_json()}, now))
         return new
 
+    async def reset(self, device_id: str) -> Twin:
+        """Empty both sides (a device changing hands keeps nothing of its former home); versions go on up."""
+        async with self._lock(device_id):
+            current = await self.get(device_id)
+            new = Twin(device_id, {}, {}, current.desired_version + 1, {}, {}, current.reported_version + 1)
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(t.twins)
+                    .where(t.twins.c.device_id == device_id)
+                    .values(
+                        desired={},
+                        desired_meta={},
+                        desired_version=new.desired_version,
+                        reported={},
+                        reported_meta={},
+                        reported_version=new.reported_version,
+                    )
+                )
+            self._cache[device_id] = new
+        self.send_desired(new)
+        self.bus.fire(Event(events.TWIN_CHANGED, device_id, {"side": "both", **new.to_json()}, now_ms()))
+        return new
+
     def send_desired(self, twin: Twin) -> None:
         """Publish the desired state (retained) and the delta to the device."""
         self.publisher.publish(

@@ -72,3 +72,10 @@ async def commands(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
 @router.post("/commands/{request_id}/response", status_code=202)
 async def command_response(request_id: str, request: Request, hub: HubDep, device: DeviceDep) -> Response:
     return await _submit(hub, device, "response", request, request_id)
+
+
+@router.post("/binding-code", status_code=201)
+async def binding_code(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
+    """A fresh binding code for a screen device to show (``bind/request`` over MQTT)."""
+    issued = await hub.people.binding.issue(device.id)
+    return dict(issued.to_json())

@@ -1,7 +1,8 @@
 """The topic scheme of the device protocol ``tos/v1`` (see docs/protocol.md).
 
 Device → hub: ``telemetry``, ``twin/reported``, ``events/{name}``, ``commands/{request_id}/response``,
-``status``. Hub → device: ``twin/desired`` (retained), ``twin/delta``, ``commands/{request_id}``, ``errors``.
+``status``, ``bind/request``. Hub → device: ``twin/desired`` (retained), ``twin/delta``, ``commands/{request_id}``,
+``errors``, ``bind/code``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Kind(str, Enum):
     EVENT = "events"
     COMMAND_RESPONSE = "commands/response"
     STATUS = "status"
+    BIND_REQUEST = "bind/request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ def parse(topic: str) -> Route | None:
         return Route(device_id, Kind.REPORTED)
     if rest == ["status"]:
         return Route(device_id, Kind.STATUS)
+    if rest == ["bind", "request"]:
+        return Route(device_id, Kind.BIND_REQUEST)
     if len(rest) == 2 and rest[0] == "events" and rest[1]:
         return Route(device_id, Kind.EVENT, rest[1])
     if len(rest) == 3 and rest[0] == "commands" and rest[2] == "response" and rest[1]:
@@ -94,6 +98,10 @@ def errors(device_id: str) -> str:
     return f"{PREFIX}{device_id}/errors"
 
 
+def binding_code(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/bind/code"
+
+
 def device_publish_filters(device_id: str) -> tuple[str, ...]:
     """What a device may publish: only the device → hub topics of its own subtree.
 
@@ -101,7 +109,14 @@ def device_publish_filters(device_id: str) -> tuple[str, ...]:
     alone; a device that could publish there could, for one, overwrite its own retained desired state.
     """
     own = f"{PREFIX}{device_id}/"
-    return (f"{own}telemetry", f"{own}twin/reported", f"{own}events/+", f"{own}commands/+/response", f"{own}status")
+    return (
+        f"{own}telemetry",
+        f"{own}twin/reported",
+        f"{own}events/+",
+        f"{own}commands/+/response",
+        f"{own}status",
+        f"{own}bind/request",
+    )
 
 
 def device_may_publish(device_id: str, topic: str) -> bool:
@@ -123,4 +138,5 @@ HUB_SUBSCRIPTIONS = (
     f"{PREFIX}+/events/+",
     f"{PREFIX}+/commands/+/response",
     f"{PREFIX}+/status",
+    f"{PREFIX}+/bind/request",
 )

@@ -168,6 +168,8 @@ class DeviceClient:
         self._t_delta = base + "twin/delta"
         self._t_status = base + "status"
         self._t_errors = base + "errors"
+        self._t_bind_code = base + "bind/code"
+        self._binding_waiters: list[asyncio.Future[dict[str, Any]]] = []
 
         self._outbox: Outbox | None = None
         self._pending_reported: dict[str, Any] = {}
@@ -348,6 +350,24 @@ class DeviceClient:
             raise DeviceError(f"event data is not JSON-serialisable: {exc}") from None
         self._enqueue(f"{self._base}events/{name}", payload)
 
+    async def request_binding_code(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Ask the hub for a binding code to show (as text and QR) so a person can add this device to a home.
+
+        Returns ``{"code": "ABCD-EFGH", "expires_at": ms, "uri": "tosplus:bind:ABCDEFGH", ...}``; raises
+        :class:`DeviceError` when the hub refuses (for one, the device belongs to a home already) or does not
+        answer within ``timeout_s``.
+        """
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._binding_waiters.append(waiter)
+        self._enqueue(self._base + "bind/request", b"{}")
+        try:
+            return await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            raise DeviceError(f"{self.device_id}: no binding code from the hub within {timeout_s} s") from None
+        finally:
+            if waiter in self._binding_waiters:
+                self._binding_waiters.remove(waiter)
+
     def _enqueue(self, topic: str, payload: bytes) -> None:
         if self._outbox is None:
             raise DeviceError("the client is not started (use 'async with DeviceClient(...)')")
@@ -429,7 +449,13 @@ class DeviceClient:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(
-            [(self._t_desired, 1), (self._t_delta, 1), (f"{self._base}commands/+", 1), (self._t_errors, 1)]
+            [
+                (self._t_desired, 1),
+                (self._t_delta, 1),
+                (f"{self._base}commands/+", 1),
+                (self._t_errors, 1),
+                (self._t_bind_code, 1),
+            ]
         )
         await client.publish(self._t_status, b"online", qos=1, retain=True)
         self.connects += 1
@@ -544,6 +570,8 @@ class DeviceClient:
                 self._on_twin(payload, full=rest == "twin/desired")
         elif rest == "errors":
             self._on_hub_error(payload)
+        elif rest == "bind/code":
+            self._answer_binding_waiters(payload)
         elif rest.startswith("commands/"):
             request_id = rest[len("commands/") :]
             if request_id and "/" not in request_id:
@@ -650,6 +678,21 @@ class DeviceClient:
         self._responses.append((f"{self._base}commands/{request_id}/response", body))
         self._kick()
 
+    def _answer_binding_waiters(self, payload: bytes | bytearray, error: str | None = None) -> None:
+        waiters, self._binding_waiters = self._binding_waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(DeviceError(f"{self.device_id}: no binding code: {error}"))
+                continue
+            try:
+                doc = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                waiter.set_exception(DeviceError(f"{self.device_id}: the hub sent an unreadable binding code"))
+            else:
+                waiter.set_result(doc)
+
     def _on_hub_error(self, payload: bytes | bytearray) -> None:
         try:
             doc = orjson.loads(payload)
@@ -657,6 +700,8 @@ class DeviceClient:
             doc = {"reason": payload.decode(errors="replace")}
         if not isinstance(doc, dict):
             doc = {"reason": doc}
+        if str(doc.get("topic", "")).endswith("/bind/request"):
+            self._answer_binding_waiters(b"", str(doc.get("reason")))
         log.warning("%s: the hub refused a message on %s: %s", self.device_id, doc.get("topic"), doc.get("reason"))
         for handler in list(self._error_handlers):
             task = asyncio.create_task(self._call_error_handler(handler, doc))

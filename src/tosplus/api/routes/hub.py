@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from tosplus import __version__
-from tosplus.api.deps import Admin, HubDep
+from tosplus.api.deps import HubDep, Operator
 
 router = APIRouter(tags=["hub"])
 
 
 @router.get("/hub")
-async def hub_status(hub: HubDep, _: Admin) -> dict[str, Any]:
+async def hub_status(hub: HubDep, _: Operator) -> dict[str, Any]:
     s = hub.settings
     online = sum(1 for st in hub.presence.states.values() if st.online)
     return {

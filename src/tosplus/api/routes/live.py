@@ -1,6 +1,7 @@
 """``/live``: a WebSocket stream of the hub's events, filtered by device and type.
 
-Authenticate with ``Authorization: Bearer`` or, where a browser cannot set headers, ``?token=``. A client too
+Authenticate with ``Authorization: Bearer`` or, where a browser cannot set headers, ``?token=``. A caller
+receives only events of devices it may see (operators: all, including events that name no device). A client too
 slow to keep up gets ``{"type": "lagged", "dropped": n}`` instead of the hub buffering without bound.
 """
 
@@ -13,8 +14,11 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from tosplus.core.bus import Event
 from tosplus.errors import TosError
+from tosplus.services.homes.access import Need
 
 router = APIRouter(tags=["live"])
+# What a manufacturer may follow of a device in someone's home: whether it is connected, nothing it says.
+_FLEET_EVENTS = {"presence": Need.SEE, "device": Need.SEE}
 QUEUE = 10_000
 
 
@@ -29,7 +33,7 @@ async def live(
     header = websocket.headers.get("authorization", "")
     presented = header[7:] if header.lower().startswith("bearer ") else (token or "")
     try:
-        hub.tokens.verify(presented)
+        principal = await hub.people.auth.verify(presented)
     except TosError:
         await websocket.close(code=4401, reason="a valid bearer token is required")
         return
@@ -39,11 +43,19 @@ async def live(
     queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE)
     dropped = 0
 
+    access = hub.people.access
+
     def on_event(event: Event) -> None:
         nonlocal dropped
         if devices and event.device_id not in devices:
             return
         if types and event.type not in types:
+            return
+        # Asked per event, so a membership that ends or a device that leaves the home stops the flow at once.
+        if not principal.is_operator and (
+            event.device_id is None
+            or not access.can(principal, event.device_id, _FLEET_EVENTS.get(event.type, Need.DATA))
+        ):
             return
         try:
             queue.put_nowait(event)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from tosplus.api.deps import Admin, HubDep
+from tosplus.api.deps import HubDep, ReadDevice
 from tosplus.core.ids import now_ms
 from tosplus.errors import InvalidInput
 
@@ -42,7 +42,7 @@ def parse_duration(value: str, name: str) -> int:
 
 
 @router.get("/devices/{device_id}/telemetry/latest")
-async def latest(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
+async def latest(device_id: str, hub: HubDep, _: ReadDevice) -> dict[str, Any]:
     hub.registry.device(device_id)
     return {"device_id": device_id, "values": await hub.telemetry.latest(device_id)}
 
@@ -51,7 +51,7 @@ async def latest(device_id: str, hub: HubDep, _: Admin) -> dict[str, Any]:
 async def query(
     device_id: str,
     hub: HubDep,
-    _: Admin,
+    _: ReadDevice,
     key: str = Query(description="Property name"),
     from_: str | None = Query(default=None, alias="from", description="Start (ms, ISO 8601, or -1h); default -1h"),
     to: str | None = Query(default=None, description="End, exclusive; default now"),

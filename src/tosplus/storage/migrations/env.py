@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from tosplus.services.homes import tables as _homes_tables  # noqa: F401  (registers their tables)
+from tosplus.services.scenes import tables as _scenes_tables  # noqa: F401
 from tosplus.storage.tables import metadata
 
 connection = context.config.attributes.get("connection")

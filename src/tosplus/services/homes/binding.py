@@ -1,0 +1,125 @@
+"""Binding a device to a home with the code it shows, and releasing it again.
+
+A code is 8 characters of Crockford base32 (40 bits), single-use, and stored only as its SHA-256. Screen
+devices ask for a fresh code that lives 10 minutes; sticker codes are issued at the factory and live as long as
+the maker chooses. A device bound to a home accepts no new code until its owner unbinds it; unbinding revokes
+its credentials, empties its twin and erases its history, so the next owner starts clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tosplus.core.ids import hash_secret, now_ms
+from tosplus.core.registry import Registry
+from tosplus.core.twins import Twins
+from tosplus.errors import Conflict, InvalidInput, NotFound
+from tosplus.services.homes import codes
+from tosplus.services.homes import tables as t
+from tosplus.services.homes.homes import Homes
+from tosplus.services.homes.limits import FailureLimiter
+
+CODE_LENGTH = 8
+SCREEN_TTL_S = 600
+MAX_STICKER_DAYS = 5 * 365
+URI_PREFIX = "tosplus:bind:"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCode:
+    device_id: str
+    code: str  # grouped for people: XXXX-XXXX
+    kind: str
+    expires_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "code": self.code,
+            "kind": self.kind,
+            "expires_at": self.expires_at,
+            "uri": URI_PREFIX + self.code.replace("-", ""),
+        }
+
+
+class Binding:
+    def __init__(self, engine: AsyncEngine, registry: Registry, twins: Twins, homes: Homes) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.twins = twins
+        self.homes = homes
+        self.misses = FailureLimiter(10, 600, "binding codes")
+
+    async def issue(self, device_id: str, *, kind: str = "screen", valid_s: int = SCREEN_TTL_S) -> IssuedCode:
+        self.registry.device(device_id)
+        if device_id in self.homes.device_home:
+            raise Conflict("this device belongs to a home; its owner must unbind it before it can be bound again")
+        if kind not in ("screen", "sticker"):
+            raise InvalidInput("kind must be screen or sticker")
+        if not 60 <= valid_s <= MAX_STICKER_DAYS * 86400:
+            raise InvalidInput(f"a code must be valid for 1 minute to {MAX_STICKER_DAYS} days")
+        code, moment = codes.new_code(CODE_LENGTH), now_ms()
+        async with self.engine.begin() as conn:
+            # Expired codes of this device go now, so the table holds only what could still be used.
+            await conn.execute(
+                sa.delete(t.binding_codes).where(
+                    t.binding_codes.c.device_id == device_id, t.binding_codes.c.expires_at < moment
+                )
+            )
+            await conn.execute(
+                sa.insert(t.binding_codes).values(
+                    code_hash=hash_secret(code),
+                    device_id=device_id,
+                    kind=kind,
+                    created_at=moment,
+                    expires_at=moment + valid_s * 1000,
+                )
+            )
+        return IssuedCode(device_id, codes.grouped(code), kind, moment + valid_s * 1000)
+
+    async def claim(self, home_id: str, code: str, room_id: str | None, by: str, client: str) -> str:
+        """Bind the device waiting with ``code`` to the home; its id. Misses count against the caller."""
+        self.homes.home(home_id)
+        if room_id is not None:
+            self.homes.room(home_id, room_id)
+        self.misses.check(by, client)
+        digest, moment = hash_secret(codes.normalise(code)), now_ms()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.binding_codes).where(
+                        t.binding_codes.c.code_hash == digest,
+                        t.binding_codes.c.used_at.is_(None),
+                        t.binding_codes.c.expires_at > moment,
+                    )
+                )
+            ).first()
+            if row is None or row.device_id not in self.registry.devices:
+                self.misses.failed(by, client)
+                raise NotFound("no device is waiting with this code (it may be mistyped, expired or used)")
+            if row.device_id in self.homes.device_home:
+                raise Conflict("this device belongs to a home already; its owner must unbind it first")
+            # Single use, even when two people type the same code at once: only one update wins.
+            won = await conn.execute(
+                sa.update(t.binding_codes)
+                .where(t.binding_codes.c.code_hash == digest, t.binding_codes.c.used_at.is_(None))
+                .values(used_at=moment)
+            )
+            if won.rowcount != 1:
+                raise NotFound("this code has just been used")
+        await self.homes.place_device(home_id, row.device_id, room_id, by)
+        return str(row.device_id)
+
+    async def unbind(self, device_id: str) -> str | None:
+        """Release the device from its home; the home it was in."""
+        home_id = await self.homes.remove_device(device_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(t.binding_codes).where(t.binding_codes.c.device_id == device_id))
+        await self.registry.revoke_credentials(device_id)
+        await self.twins.reset(device_id)
+        await self.registry.erase_history(device_id)
+        return home_id
