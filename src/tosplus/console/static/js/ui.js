@@ -23,6 +23,12 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Append children to `el`, flattening arrays and skipping null/false (Element.append would print them). */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;

@@ -2,12 +2,12 @@
 
 import { del, get, post, signOutEverywhere, user } from '../api.js';
 import { go } from '../app.js';
-import { ask, busy, copy, fmtAgo, fmtTime, h, header, notice, showError, table } from '../ui.js';
+import { add, ask, busy, copy, fmtAgo, fmtTime, h, header, notice, showError, table } from '../ui.js';
 
 export async function render(root) {
   const me = user();
   const slot = h('div');
-  root.append(header('Account'), h('p', { class: 'sub' }, me ? `${me.name || ''} · ${me.email || ''}` : ''), slot);
+  add(root, header('Account'), h('p', { class: 'sub' }, me ? `${me.name || ''} · ${me.email || ''}` : ''), slot);
   const keys = h('div');
   const sessions = h('div');
   const fail = (err) => showError(slot, err);
@@ -116,7 +116,7 @@ export async function render(root) {
     }
   });
 
-  root.append(
+  add(root, 
     h('section', { class: 'panel stack' }, h('h2', {}, 'API keys'), h('p', { class: 'sub' }, 'For programs that use the hub’s API as you.'), form, created, keys),
     h('section', { class: 'panel stack' }, h('h2', {}, 'Sessions'), sessions, h('div', {}, everywhere)),
   );

@@ -1,9 +1,18 @@
 // The audit log: a home's (for its owners) at #/homes/<id>/audit, the whole hub's (operators) at #/audit.
 
 import { enc, get, isOperator } from '../api.js';
-import { fmtTime, h, header, homeTabs, notice, showError, table } from '../ui.js';
+import { add, fmtTime, h, header, homeTabs, notice, showError, table } from '../ui.js';
 
 const PAGE = 100;
+
+/** An entry's detail as `key: value` pairs rather than raw JSON. */
+function detailWords(detail) {
+  if (!detail) return '';
+  if (typeof detail !== 'object') return String(detail);
+  return Object.entries(detail)
+    .map(([k, v]) => `${k.replace(/_/g, ' ')}: ${v !== null && typeof v === 'object' ? Object.entries(v).map(([a, b]) => `${a} ${b}`).join(', ') : v}`)
+    .join('; ');
+}
 
 export async function render(root, homeId) {
   let home = null;
@@ -11,14 +20,14 @@ export async function render(root, homeId) {
     try {
       home = await get(`homes/${enc(homeId)}`);
     } catch (err) {
-      root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
+      add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
       return;
     }
-    root.append(header(`${home.name}: audit log`), homeTabs(homeId, 'audit', home.role));
+    add(root, header(`${home.name}: audit log`), homeTabs(homeId, 'audit', home.role));
   } else {
-    root.append(header('Audit log'));
+    add(root, header('Audit log'));
     if (!isOperator()) {
-      root.append(notice('error', 'The hub’s audit log is for operators. Home owners find their home’s log on the home’s page.'));
+      add(root, notice('error', 'The hub’s audit log is for operators. Home owners find their home’s log on the home’s page.'));
       return;
     }
   }
@@ -26,7 +35,7 @@ export async function render(root, homeId) {
   const slot = h('div');
   const rows = h('div');
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, 'Older entries');
-  root.append(h('section', { class: 'panel' }, slot, rows, more));
+  add(root, h('section', { class: 'panel' }, slot, rows, more));
   const items = [];
   let before = null;
   const load = async () => {
@@ -41,7 +50,7 @@ export async function render(root, homeId) {
             ['Who', (e) => e.actor || e.actor_id || 'the hub'],
             ['What', (e) => e.action],
             ['Device', (e) => (e.device_id ? h('a', { href: `#/devices/${enc(e.device_id)}` }, names.get(e.device_id) || e.device_id) : '')],
-            ['Detail', (e) => (e.detail && typeof e.detail === 'object' ? JSON.stringify(e.detail) : e.detail || '')],
+            ['Detail', (e) => detailWords(e.detail)],
             ['From', (e) => e.ip || ''],
           ],
           items,

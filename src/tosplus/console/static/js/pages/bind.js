@@ -3,7 +3,7 @@
 
 import { enc, get, post } from '../api.js';
 import { go } from '../app.js';
-import { busy, field, h, header, homeTabs, notice, showError } from '../ui.js';
+import { add, busy, field, h, header, homeTabs, notice, showError } from '../ui.js';
 
 const CODE = /^[0-9A-HJKMNP-TV-Z]{8}$/; // Crockford base32 without I, L, O, U
 
@@ -17,7 +17,7 @@ export async function render(root, homeId) {
   try {
     home = await get(`homes/${enc(homeId)}`);
   } catch (err) {
-    root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
+    add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
     return;
   }
   const slot = h('div');
@@ -94,7 +94,7 @@ export async function render(root, homeId) {
     submit.after(scan);
   }
 
-  root.append(header(home.name), homeTabs(homeId, 'bind', home.role), h('section', { class: 'panel' }, h('h2', {}, 'Add a device'), form, scanBox));
+  add(root, header(home.name), homeTabs(homeId, 'bind', home.role), h('section', { class: 'panel' }, h('h2', {}, 'Add a device'), form, scanBox));
   code.focus();
   return () => stopScan?.();
 }

@@ -6,7 +6,7 @@ import { go } from '../app.js';
 import { timeChart } from '../chart.js';
 import { commandWords, controlsFor } from '../controls.js';
 import * as live from '../live.js';
-import { ask, busy, copy, fmtAgo, fmtTime, fmtValue, h, header, notice, onlineBadge, showError, table, toast } from '../ui.js';
+import { add, ask, busy, copy, fmtAgo, fmtTime, fmtValue, h, header, notice, onlineBadge, showError, table, toast } from '../ui.js';
 
 const RANGES = [
   ['15m', 'Last 15 min', 15 * 60e3, '15s'],
@@ -22,7 +22,7 @@ export async function render(root, deviceId) {
   try {
     device = await get(`devices/${enc(deviceId)}`);
   } catch (err) {
-    root.append(header('Device'), notice('error', err.status === 404 ? NOT_FOUND : err.words || String(err)));
+    add(root, header('Device'), notice('error', err.status === 404 ? NOT_FOUND : err.words || String(err)));
     return;
   }
   const [model, home] = await Promise.all([
@@ -34,7 +34,7 @@ export async function render(root, deviceId) {
   const cleanups = [];
 
   const presence = h('span', {}, onlineBadge(device.online));
-  root.append(
+  add(root, 
     header(device.name || device.id, presence),
     h(
       'p',
@@ -56,7 +56,7 @@ export async function render(root, deviceId) {
     },
   });
   controls.el.addEventListener('control-error', (e) => toast(e.detail, 'error'));
-  root.append(h('div', { class: 'two' }, h('section', { class: 'panel' }, h('h2', {}, 'Controls'), controls.el), h('section', { class: 'panel' }, h('h2', {}, 'Twin'), twinBox)));
+  add(root, h('div', { class: 'two' }, h('section', { class: 'panel' }, h('h2', {}, 'Controls'), controls.el), h('section', { class: 'panel' }, h('h2', {}, 'Twin'), twinBox)));
 
   let twinVersion = -1;
   function showTwin(twin) {
@@ -95,13 +95,16 @@ export async function render(root, deviceId) {
   }
 
   // Telemetry chart
-  const numeric = Object.entries(tm.properties || {}).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-  if (numeric.length) root.append(await telemetrySection(deviceId, numeric, cleanups));
+  // Read-only numbers (measurements) first: they are what devices send as telemetry.
+  const numeric = Object.entries(tm.properties || {})
+    .filter(([, s]) => s.type === 'number' || s.type === 'integer')
+    .sort(([, a], [, b]) => Number(!!b.readOnly) - Number(!!a.readOnly));
+  if (numeric.length) add(root, await telemetrySection(deviceId, numeric, cleanups));
 
   // Commands and dead letters
   const commandsBox = h('div');
   const lettersBox = h('div');
-  root.append(h('section', { class: 'panel' }, h('h2', {}, 'Commands'), commandsBox), h('section', { class: 'panel' }, h('h2', {}, 'Refused messages'), lettersBox));
+  add(root, h('section', { class: 'panel' }, h('h2', {}, 'Commands'), commandsBox), h('section', { class: 'panel' }, h('h2', {}, 'Refused messages'), lettersBox));
   async function loadCommands() {
     try {
       const { items } = await get(`devices/${enc(deviceId)}/commands`, { limit: 20 });
@@ -144,7 +147,7 @@ export async function render(root, deviceId) {
   loadLetters();
 
   // Managing it
-  if (home || isOperator()) root.append(manageSection(device, home, role));
+  if (home || isOperator()) add(root, manageSection(device, home, role));
 
   cleanups.push(
     live.subscribe(deviceId, (event) => {

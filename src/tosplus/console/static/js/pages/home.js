@@ -7,7 +7,7 @@
 import { enc, get, patch, post, product } from '../api.js';
 import { actionControl, commandWords, controlsFor } from '../controls.js';
 import * as live from '../live.js';
-import { fmtAgo, h, header, homeTabs, notice, onlineBadge, toast } from '../ui.js';
+import { add, fmtAgo, h, header, homeTabs, notice, onlineBadge, toast } from '../ui.js';
 
 const PARALLEL = 6; // a browser opens about six connections per host anyway
 
@@ -15,7 +15,7 @@ const PARALLEL = 6; // a browser opens about six connections per host anyway
 export function deviceCard(device, model) {
   const link = h('a', { href: `#/devices/${enc(device.id)}` }, h('h3', {}, device.name || device.id));
   const status = h('span', {}, onlineBadge(device.online));
-  const seen = h('span', { class: 'card-sub' }, device.online ? '' : `last seen ${fmtAgo(device.last_seen)}`);
+  const seen = h('span', { class: 'card-sub' }, device.online ? '' : `· last seen ${fmtAgo(device.last_seen)}`);
   const el = h(
     'article',
     { class: `card${device.online ? '' : ' offline'}`, dataset: { deviceId: device.id, online: String(!!device.online) } },
@@ -80,7 +80,7 @@ export function deviceCard(device, model) {
       el.dataset.online = String(!!online);
       el.classList.toggle('offline', !online);
       status.replaceChildren(onlineBadge(online));
-      seen.textContent = online ? '' : `last seen ${fmtAgo(since || Date.now())}`;
+      seen.textContent = online ? '' : `· last seen ${fmtAgo(since || Date.now())}`;
     },
     async load() {
       const [twin, latest] = await Promise.all([
@@ -143,10 +143,11 @@ export async function render(root, homeId) {
   try {
     home = await get(`homes/${enc(homeId)}`);
   } catch (err) {
-    root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words || String(err)));
+    add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words || String(err)));
     return;
   }
-  const devices = home.devices || [];
+  // People find their devices by name; the hub lists them by id.
+  const devices = [...(home.devices || [])].sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
   const models = new Map();
   await Promise.all(
     [...new Set(devices.map((d) => d.product_id))].map((pid) =>
@@ -167,7 +168,7 @@ export async function render(root, homeId) {
   const section = (title, list) =>
     h('section', { class: 'room' }, h('h2', {}, title, h('small', {}, `${list.length} device${list.length === 1 ? '' : 's'}`)), list.length ? h('div', { class: 'grid' }, list.map((c) => c.el)) : h('p', { class: 'empty' }, 'No devices in this room'));
 
-  root.append(
+  add(root, 
     header(home.name, h('a', { href: `#/homes/${enc(homeId)}/bind`, class: 'button' }, 'Add a device')),
     homeTabs(homeId, 'devices', home.role),
     devices.length ? null : notice('info', 'No devices yet. Add one with the code it shows or the sticker on it.'),

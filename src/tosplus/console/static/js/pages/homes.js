@@ -2,7 +2,7 @@
 
 import { enc, get, isOperator, post, reloadMe } from '../api.js';
 import { go } from '../app.js';
-import { badge, busy, field, h, header, notice, showError } from '../ui.js';
+import { add, badge, busy, field, h, header, notice, showError } from '../ui.js';
 
 const ROLE_WORDS = { owner: 'Owner', member: 'Member', guest: 'Guest', operator: 'Operator' };
 
@@ -28,7 +28,7 @@ function homeCard(home) {
 export async function render(root) {
   const list = h('div', { class: 'grid', id: 'homes' });
   const slot = h('div');
-  root.append(
+  add(root, 
     header('Homes', isOperator() ? h('a', { href: '#/operator', class: 'button secondary' }, 'Operator view') : null),
     slot,
     list,

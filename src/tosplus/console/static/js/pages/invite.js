@@ -3,7 +3,7 @@
 
 import { enc, post, reloadMe } from '../api.js';
 import { go } from '../app.js';
-import { busy, h, header, showError } from '../ui.js';
+import { add, busy, h, header, showError } from '../ui.js';
 
 export function render(root, code) {
   const slot = h('div');
@@ -18,7 +18,7 @@ export function render(root, code) {
       showError(slot, err);
     }
   });
-  root.append(
+  add(root, 
     h(
       'div',
       { class: 'panel narrow stack' },

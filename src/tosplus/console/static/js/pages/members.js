@@ -3,7 +3,7 @@
 
 import { del, enc, get, patch, post, reloadMe, user } from '../api.js';
 import { go } from '../app.js';
-import { ask, busy, copy, field, fmtTime, h, header, homeTabs, notice, showError, table, toast } from '../ui.js';
+import { add, ask, busy, copy, field, fmtTime, h, header, homeTabs, notice, showError, table, toast } from '../ui.js';
 
 const ROLES = [
   ['owner', 'Owner'],
@@ -20,18 +20,18 @@ export async function render(root, homeId) {
   try {
     home = await get(`homes/${enc(homeId)}`);
   } catch (err) {
-    root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
+    add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
     return;
   }
   const me = user();
   const owner = home.role === 'owner';
   const slot = h('div');
-  root.append(header(home.name), homeTabs(homeId, 'members', home.role), slot);
+  add(root, header(home.name), homeTabs(homeId, 'members', home.role), slot);
   const fail = (err) => showError(slot, err);
   const reload = () => go(`/homes/${homeId}/members`);
 
   const members = home.members || [];
-  root.append(
+  add(root, 
     h(
       'section',
       { class: 'panel' },
@@ -82,8 +82,8 @@ export async function render(root, homeId) {
   );
 
   if (owner) {
-    root.append(inviteSection(home, fail));
-    root.append(await invitationsSection(homeId, fail));
+    add(root, inviteSection(home, fail));
+    add(root, await invitationsSection(homeId, fail));
     const others = members.filter((m) => m.user_id !== me?.id);
     if (others.length) {
       const who = h('select', { 'aria-label': 'New owner' }, others.map((m) => h('option', { value: m.user_id }, m.name || m.email)));
@@ -100,7 +100,7 @@ export async function render(root, homeId) {
           fail(err);
         }
       });
-      root.append(h('section', { class: 'panel' }, h('h2', {}, 'Transfer ownership'), form));
+      add(root, h('section', { class: 'panel' }, h('h2', {}, 'Transfer ownership'), form));
     }
   }
 
@@ -116,7 +116,7 @@ export async function render(root, homeId) {
         fail(err);
       }
     });
-    root.append(h('section', { class: 'panel' }, h('h2', {}, 'Leave'), leave));
+    add(root, h('section', { class: 'panel' }, h('h2', {}, 'Leave'), leave));
   }
 }
 

@@ -3,7 +3,7 @@
 import { enc, get, isOperator } from '../api.js';
 import { sparkline } from '../chart.js';
 import * as live from '../live.js';
-import { fmtTime, h, header, notice, showError, table } from '../ui.js';
+import { add, fmtTime, h, header, notice, showError, table } from '../ui.js';
 
 const POLL_MS = 2000;
 
@@ -26,7 +26,7 @@ async function allDevices() {
 
 export async function render(root) {
   if (!isOperator()) {
-    root.append(header('Operator'), notice('error', 'This page is for the hub’s operators.'));
+    add(root, header('Operator'), notice('error', 'This page is for the hub’s operators.'));
     return;
   }
   const slot = h('div');
@@ -35,7 +35,7 @@ export async function render(root) {
   const hubLine = h('p', { class: 'sub' });
   const fleets = h('div');
   const presenceList = h('ul', { class: 'results', id: 'presence' });
-  root.append(
+  add(root, 
     header('Operator'),
     hubLine,
     slot,

@@ -2,22 +2,22 @@
 
 import { del, enc, get, patch, post } from '../api.js';
 import { go } from '../app.js';
-import { ask, busy, h, header, homeTabs, notice, showError, table, toast } from '../ui.js';
+import { add, ask, busy, h, header, homeTabs, notice, showError, table, toast } from '../ui.js';
 
 export async function render(root, homeId) {
   let home;
   try {
     home = await get(`homes/${enc(homeId)}`);
   } catch (err) {
-    root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
+    add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
     return;
   }
   const slot = h('div');
   const owner = home.role === 'owner';
   const reload = () => go(`/homes/${homeId}/rooms`);
   const count = (roomId) => (home.devices || []).filter((d) => d.room_id === roomId).length;
-  root.append(header(home.name), homeTabs(homeId, 'rooms', home.role), slot);
-  root.append(
+  add(root, header(home.name), homeTabs(homeId, 'rooms', home.role), slot);
+  add(root, 
     h(
       'section',
       { class: 'panel' },
@@ -78,6 +78,6 @@ export async function render(root, homeId) {
         showError(slot, err);
       }
     });
-    root.append(h('section', { class: 'panel' }, h('h2', {}, 'Add a room'), form));
+    add(root, h('section', { class: 'panel' }, h('h2', {}, 'Add a room'), form));
   }
 }

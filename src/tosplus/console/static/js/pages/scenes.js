@@ -4,7 +4,7 @@
 import { del, enc, get, patch, post, product } from '../api.js';
 import { go } from '../app.js';
 import { inputFields, propertyControl, writable } from '../controls.js';
-import { ask, busy, field, fmtTime, fmtValue, h, header, homeTabs, notice, showError } from '../ui.js';
+import { add, ask, busy, field, fmtTime, fmtValue, h, header, homeTabs, notice, showError } from '../ui.js';
 
 const STATUS_WORDS = {
   applied: 'Applied',
@@ -23,7 +23,7 @@ async function loadHome(root, homeId) {
   try {
     return await get(`homes/${enc(homeId)}`);
   } catch (err) {
-    root.append(notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
+    add(root, notice('error', err.status === 404 ? 'This home does not exist, or you are not a member of it.' : err.words));
     return null;
   }
 }
@@ -56,7 +56,7 @@ export function runResults(run, deviceName) {
 function describeAction(action, deviceName) {
   if (action.command) return `${deviceName(action.device_id)}: ${action.command.name}`;
   const values = Object.entries(action.desired || {})
-    .map(([k, v]) => `${k.replace(/_/g, ' ')} ${fmtValue(v)}`)
+    .map(([k, v]) => `${k.replace(/_/g, ' ')}: ${fmtValue(v)}`)
     .join(', ');
   return `${deviceName(action.device_id)}: ${values}`;
 }
@@ -68,7 +68,7 @@ export async function render(root, homeId) {
   const deviceName = (id) => names.get(id) || 'a device no longer in this home';
   const slot = h('div');
   const list = h('div', { class: 'stack' });
-  root.append(
+  add(root, 
     header(home.name, h('a', { href: `#/homes/${enc(homeId)}/scenes/new`, class: 'button' }, 'New scene')),
     homeTabs(homeId, 'scenes', home.role),
     slot,
@@ -134,7 +134,7 @@ export async function edit(root, homeId, sceneId) {
       scene = items.find((s) => s.id === sceneId);
       if (!scene) throw { words: 'This scene does not exist any more.' };
     } catch (err) {
-      root.append(notice('error', err.words));
+      add(root, notice('error', err.words));
       return;
     }
   }
@@ -173,7 +173,7 @@ export async function edit(root, homeId, sceneId) {
       showError(slot, err);
     }
   });
-  root.append(header(sceneId ? `Edit ${scene.name}` : 'New scene'), homeTabs(homeId, 'scenes', home.role), h('section', { class: 'panel' }, form));
+  add(root, header(sceneId ? `Edit ${scene.name}` : 'New scene'), homeTabs(homeId, 'scenes', home.role), h('section', { class: 'panel' }, form));
 }
 
 /** One device in the editor: pick it, then tick the properties to set (and/or one command). */

@@ -3,10 +3,10 @@
 
 import * as api from '../api.js';
 import { afterSignIn } from '../app.js';
-import { busy, field, formValues, h, showError } from '../ui.js';
+import { add, busy, field, formValues, h, showError } from '../ui.js';
 
 function page(root, title, form, ...links) {
-  root.append(h('div', { class: 'panel narrow' }, h('h1', {}, title), form, h('p', { class: 'row' }, links)));
+  add(root, h('div', { class: 'panel narrow' }, h('h1', {}, title), form, h('p', { class: 'row' }, links)));
   form.querySelector('input')?.focus();
 }
 
