@@ -63,6 +63,24 @@ def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
                     break
                 time.sleep(0.5)
             assert "temperature_c" in latest["values"]
+            # The demo person owns the simulated home, its devices placed in their rooms.
+            password = (tmp_path / "demo-account").read_text().strip()
+            grant = api.post(
+                "/api/v1/auth/token",
+                data={"grant_type": "password", "username": "demo@tosplus.local", "password": password},
+            )
+            assert grant.status_code == 200, grant.text
+            person = {"Authorization": f"Bearer {grant.json()['access_token']}"}
+            for _ in range(40):
+                (home,) = api.get("/api/v1/homes", headers=person).json()["items"]
+                if home["devices"] >= 10:
+                    break
+                time.sleep(0.5)
+            detail = api.get(f"/api/v1/homes/{home['id']}", headers=person).json()
+            rooms = {r["id"]: r["name"] for r in detail["rooms"]}
+            placed = {d["name"]: rooms.get(d["room_id"]) for d in detail["devices"]}
+            assert placed["Hallway thermostat"] == "Hallway" and placed["Kitchen fridge"] == "Kitchen"
+            assert not any(d["labels"].get("site") == "city" for d in detail["devices"])
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -74,3 +92,4 @@ def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
     assert "Traceback" not in output, output
     assert f"http://127.0.0.1:{http_port}/api/v1" in output  # it says where the API is
     assert "Admin token" in output
+    assert "demo@tosplus.local" in output and "/console/" in output

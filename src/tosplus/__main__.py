@@ -158,15 +158,27 @@ async def _serve(settings: Any, demo: bool) -> None:
 
 async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
     from tosplus.core.tokens import TOKEN_FILE
+    from tosplus.services.homes.demo import demo_account, furnish
     from tosplus.sim.home import run_city, run_home
 
+    account = await demo_account(hub, settings.data_dir)
+    console.print(
+        Panel(
+            f"[bold]Console[/bold]  {api}/console/\n"
+            f"[bold]Sign in[/bold]  {account.email}  /  {account.password}   (saved in the data directory)",
+            title="Demo home",
+            expand=False,
+        )
+    )
     token = settings.admin_token or (settings.data_dir / TOKEN_FILE).read_text().strip()
     state = settings.data_dir / "simulated-home.json"
     city_state = settings.data_dir / "simulated-city.json"
     console.print("[green]Simulated home and city are starting (state in the data directory)…[/green]")
     try:
         await asyncio.gather(
-            run_home(api, token, stop=stop, state_file=state), run_city(api, token, stop=stop, state_file=city_state)
+            run_home(api, token, stop=stop, state_file=state),
+            run_city(api, token, stop=stop, state_file=city_state),
+            furnish(hub, account, stop),
         )
     except Exception:
         logging.getLogger("tosplus.sim").exception("the simulated home stopped")

@@ -78,4 +78,4 @@ async def command_response(request_id: str, request: Request, hub: HubDep, devic
 async def binding_code(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
     """A fresh binding code for a screen device to show (``bind/request`` over MQTT)."""
     issued = await hub.people.binding.issue(device.id)
-    return dict(issued.to_json())
+    return dict(issued.to_json(with_qr=True))

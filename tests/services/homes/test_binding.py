@@ -50,6 +50,7 @@ async def test_http_device_gets_a_code(hub: HubUnderTest) -> None:
     async with httpx.AsyncClient(base_url=str(hub.api.base_url), auth=(device["id"], device["secret"])) as dev:
         issued = await dev.post("/device/v1/binding-code")
         assert issued.status_code == 201 and issued.json()["kind"] == "screen"
+        assert issued.json()["qr_svg"].startswith("<svg")
         wrong = await dev.post("/device/v1/binding-code", auth=(device["id"], "wrong"))
         assert wrong.status_code == 401
 

@@ -171,6 +171,18 @@ class Accounts:
             )
         self._remember(replace(self.users[user.id], failed_logins=failed, locked_until=locked_until))
 
+    async def set_password(self, user_id: str, password: str) -> None:
+        check_password_rules(password)
+        self.get(user_id)
+        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+            )
+        self._remember(replace(self.users[user_id], password_hash=password_hash, failed_logins=0, locked_until=None))
+
     async def invalidate_tokens(self, user_id: str) -> int:
         """Refuse every access token issued before now (sign-out everywhere)."""
         moment = now_ms()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import segno
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,14 +37,22 @@ class IssuedCode:
     kind: str
     expires_at: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    @property
+    def uri(self) -> str:
+        return URI_PREFIX + self.code.replace("-", "")
+
+    def to_json(self, *, with_qr: bool = False) -> dict[str, Any]:
+        """With ``with_qr``, also the QR code of the uri as an SVG (for a sticker or a screen); ~1 KB."""
+        doc: dict[str, Any] = {
             "device_id": self.device_id,
             "code": self.code,
             "kind": self.kind,
             "expires_at": self.expires_at,
-            "uri": URI_PREFIX + self.code.replace("-", ""),
+            "uri": self.uri,
         }
+        if with_qr:
+            doc["qr_svg"] = segno.make(self.uri, error="m").svg_inline(scale=4, border=2)
+        return doc
 
 
 class Binding:

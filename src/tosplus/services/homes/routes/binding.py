@@ -72,4 +72,4 @@ async def issue_sticker_code(
     await hub.people.audit.record(
         caller, "device.binding_code", device_id=device_id, detail={"kind": "sticker"}, ip=client_address(request)
     )
-    return issued.to_json()
+    return issued.to_json(with_qr=True)
