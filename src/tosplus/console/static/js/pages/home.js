@@ -11,7 +11,11 @@ import { add, fmtAgo, h, header, homeTabs, notice, onlineBadge, toast } from '..
 
 const PARALLEL = 6; // a browser opens about six connections per host anyway
 
-/** A device card; returns {el, twin(doc), telemetry(values, ts), presence(online, since)}. */
+/**
+ * A device card: name, product, presence at once; its controls are built when it comes near the screen
+ * (`build`), so a home with hundreds of devices draws quickly. State that arrives before is kept and shown
+ * then. Returns {el, build(), load(), twin(doc), telemetry(values, ts), presence(online, since)}.
+ */
 export function deviceCard(device, model) {
   const link = h('a', { href: `#/devices/${enc(device.id)}` }, h('h3', {}, device.name || device.id));
   const status = h('span', {}, onlineBadge(device.online));
@@ -24,57 +28,64 @@ export function deviceCard(device, model) {
   );
   let reportedVersion = -1;
   let desiredVersion = -1;
-  const valueTs = {}; // key → ts of the value shown, so an old answer never overwrites a newer event
+  const values = {}; // what the device reported or measured: key → {value, ts}
+  let desired = {};
   let controls = null;
-  if (model) {
-    controls = controlsFor(model.thing_model, {
-      onSet: async (key, value) => {
-        const twin = await patch(`devices/${enc(device.id)}/twin/desired`, { [key]: value });
-        card.twin(twin);
-      },
-    });
-    el.append(controls.el);
-    const actions = Object.entries(model.thing_model.actions || {});
-    if (actions.length) {
-      const onRun = async (name, params) => {
-        const command = await post(`devices/${enc(device.id)}/commands`, { name, params, timeout_s: 10 });
-        return commandWords(command, model.thing_model.actions[name].title || name);
-      };
-      el.append(
-        h('details', { class: 'card-actions' }, h('summary', {}, 'Actions'), h('div', { class: 'controls-actions' }, actions.map(([n, s]) => actionControl(n, s, { onRun })))),
-      );
-    }
-    el.addEventListener('control-error', (e) => toast(e.detail, 'error'));
-  } else {
-    el.append(h('p', { class: 'card-sub' }, 'This product’s controls could not be loaded.'));
-  }
 
   const card = {
     el,
     loaded: false,
-    twin(doc) {
-      if (!controls) return;
-      const reported = doc.reported || {};
-      const desired = doc.desired || {};
-      if ((reported.version ?? 0) >= reportedVersion) {
-        reportedVersion = reported.version ?? 0;
-        controls.update(reported.state || {});
+    build() {
+      if (controls || !model) {
+        if (!model && !el.querySelector('.card-note')) el.append(h('p', { class: 'card-sub card-note' }, 'This product’s controls could not be loaded.'));
+        return;
       }
-      if ((desired.version ?? 0) >= desiredVersion) {
-        desiredVersion = desired.version ?? 0;
-        controls.desired(desired.state || {});
+      const tm = model.thing_model;
+      controls = controlsFor(tm, {
+        onSet: async (key, value) => card.twin(await patch(`devices/${enc(device.id)}/twin/desired`, { [key]: value })),
+        state: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.value])),
+      });
+      controls.update(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.value])));
+      controls.desired(desired);
+      el.append(controls.el);
+      const actions = Object.entries(tm.actions || {});
+      if (actions.length) {
+        const onRun = async (name, params) => {
+          const command = await post(`devices/${enc(device.id)}/commands`, { name, params, timeout_s: 10 });
+          return commandWords(command, tm.actions[name].title || name);
+        };
+        const list = h('div', { class: 'controls-actions' }, actions.map(([n, sch]) => actionControl(n, sch, { onRun })));
+        el.append(h('details', { class: 'card-actions' }, h('summary', {}, 'Actions'), list));
       }
+      el.addEventListener('control-error', (e) => toast(e.detail, 'error'));
     },
-    telemetry(values, ts) {
-      if (!controls) return;
-      const fresh = {};
-      for (const [key, value] of Object.entries(values)) {
-        if ((valueTs[key] ?? -1) <= ts) {
-          valueTs[key] = ts;
-          fresh[key] = value;
+    /** [key, value, ts] newer than what is shown (an old answer must not overwrite a newer event). */
+    values(entries) {
+      const changed = {};
+      for (const [key, value, ts] of entries) {
+        if ((values[key]?.ts ?? -1) <= ts) {
+          values[key] = { value, ts };
+          changed[key] = value;
         }
       }
-      controls.update(fresh);
+      controls?.update(changed);
+    },
+    twin(doc) {
+      const reported = doc.reported || {};
+      if ((reported.version ?? 0) >= reportedVersion) {
+        reportedVersion = reported.version ?? 0;
+        const updated = reported.updated || {};
+        card.values(Object.entries(reported.state || {}).map(([k, v]) => [k, v, updated[k] ?? 0]));
+      }
+      const wanted = doc.desired || {};
+      if ((wanted.version ?? 0) >= desiredVersion) {
+        desiredVersion = wanted.version ?? 0;
+        desired = wanted.state || {};
+        controls?.desired(desired);
+      }
+    },
+    telemetry(fresh, ts) {
+      card.values(Object.entries(fresh).map(([k, v]) => [k, v, ts]));
     },
     presence(online, since) {
       el.dataset.online = String(!!online);
@@ -83,11 +94,12 @@ export function deviceCard(device, model) {
       seen.textContent = online ? '' : `· last seen ${fmtAgo(since || Date.now())}`;
     },
     async load() {
+      card.build();
       const [twin, latest] = await Promise.all([
         get(`devices/${enc(device.id)}/twin`),
         get(`devices/${enc(device.id)}/telemetry/latest`).catch(() => ({ values: {} })),
       ]);
-      for (const [key, point] of Object.entries(latest.values || {})) card.telemetry({ [key]: point.value }, point.ts);
+      card.values(Object.entries(latest.values || {}).map(([k, p]) => [k, p.value, p.ts]));
       card.twin(twin);
       card.loaded = true;
       el.dataset.loaded = 'true';
@@ -96,9 +108,19 @@ export function deviceCard(device, model) {
   return card;
 }
 
-/** Fetch card state as cards come into view, a few at a time. */
-function lazyLoader(cards) {
+/**
+ * Build and fetch cards as they come near the screen, a few requests at a time. The first `firstCount`
+ * cards in page order start at once, without waiting for the first layout to say which are visible.
+ */
+function lazyLoader(cards, ordered, firstCount = 12) {
   const queue = [];
+  const seen = new Set();
+  const enqueue = (card) => {
+    if (card && !seen.has(card)) {
+      seen.add(card);
+      queue.push(card);
+    }
+  };
   let active = 0;
   const pump = () => {
     while (active < PARALLEL && queue.length) {
@@ -118,13 +140,15 @@ function lazyLoader(cards) {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
         observer.unobserve(entry.target);
-        queue.push(cards.get(entry.target.dataset.deviceId));
+        enqueue(cards.get(entry.target.dataset.deviceId));
       }
       pump();
     },
     { rootMargin: '400px' },
   );
-  for (const card of cards.values()) observer.observe(card.el);
+  ordered.slice(0, firstCount).forEach(enqueue);
+  pump();
+  for (const card of ordered) if (!seen.has(card)) observer.observe(card.el);
   return {
     /** After missed events: load again what was loaded, and the rest as it comes into view. */
     reload() {
@@ -177,7 +201,8 @@ export async function render(root, homeId) {
   );
   root.dataset.cards = String(cards.size); // the benchmark waits for this
 
-  const loader = lazyLoader(cards);
+  const ordered = [...(home.rooms || []).flatMap((room) => byRoom.get(room.id)), ...unassigned];
+  const loader = lazyLoader(cards, ordered);
   const unsubscribe = live.subscribe(null, (event) => {
     if (event.type === 'reconnected' || event.type === 'lagged') return loader.reload();
     const card = cards.get(event.device_id);
