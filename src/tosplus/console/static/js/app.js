@@ -74,7 +74,7 @@ function renderNav() {
 
 function renderLiveStatus() {
   const el = document.getElementById('live-status');
-  const words = { live: 'Live', connecting: 'Connecting…', offline: 'Not live' }[live.status.state];
+  const words = { live: 'Live', connecting: 'Connecting…', offline: 'Not live', idle: '' }[live.status.state];
   el.textContent = words;
   el.className = `live-${live.status.state}`;
   el.title = live.status.state === 'live' ? 'Changes appear as they happen' : 'Changes appear when the page is reloaded';

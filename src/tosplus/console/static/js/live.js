@@ -12,9 +12,9 @@ let retryTimer = null;
 let everConnected = false;
 let idleTimer = null;
 
-/** 'connecting' | 'live' | 'offline'; shown in the header. */
+/** 'connecting' | 'live' | 'offline' | 'idle' (no page listens); shown in the header. */
 export const status = new EventTarget();
-status.state = 'offline';
+status.state = 'idle';
 
 function setState(state) {
   status.state = state;
@@ -62,7 +62,7 @@ function connect() {
   ws.onclose = async (closed) => {
     if (socket !== ws) return;
     socket = null;
-    setState('offline');
+    setState(listeners.size ? 'offline' : 'idle');
     if (!listeners.size) return;
     // 4401: the token was refused (expired): renew it before trying again.
     if (closed.code === 4401 && !(await refresh())) return;
@@ -91,5 +91,5 @@ export function close() {
   socket = null;
   everConnected = false;
   if (ws) ws.close(1000);
-  setState('offline');
+  setState(listeners.size ? 'offline' : 'idle');
 }

@@ -43,17 +43,35 @@ export async function render(root, homeId) {
             'Role',
             (m) => {
               if (!owner || m.user_id === me?.id) return ROLES.find(([v]) => v === m.role)?.[1] || m.role;
-              const select = roleSelect(m.role, `Role of ${m.name || m.email}`);
-              select.addEventListener('change', async () => {
+              const who = m.name || m.email;
+              const select = roleSelect(m.role, `Role of ${who}`);
+              const save = async (body) => {
                 try {
-                  await patch(`homes/${enc(homeId)}/members/${enc(m.user_id)}`, { role: select.value });
+                  await patch(`homes/${enc(homeId)}/members/${enc(m.user_id)}`, body);
+                  m.role = body.role;
                   toast('Role changed');
+                  return true;
                 } catch (err) {
-                  select.value = m.role;
                   fail(err);
+                  return false;
                 }
+              };
+              // A guest needs the devices they may use (and maybe an end date): ask before saving.
+              const access = guestAccess(home, m, who, async (body) => {
+                if (await save(body)) access.hidden = true;
               });
-              return select;
+              access.hidden = true;
+              select.addEventListener('change', async () => {
+                if (select.value === 'guest') {
+                  access.hidden = false;
+                  return;
+                }
+                access.hidden = true;
+                if (!(await save({ role: select.value }))) select.value = m.role;
+              });
+              const edit = h('button', { type: 'button', class: 'link', hidden: m.role !== 'guest' }, 'Devices…');
+              edit.addEventListener('click', () => (access.hidden = !access.hidden));
+              return h('div', { class: 'stack' }, select, edit, access);
             },
           ],
           ['Joined', (m) => fmtTime(m.joined_at)],
@@ -118,6 +136,30 @@ export async function render(root, homeId) {
     });
     add(root, h('section', { class: 'panel' }, h('h2', {}, 'Leave'), leave));
   }
+}
+
+/** Devices a guest may use and until when; `onSave({role: 'guest', devices, expires_at})`. */
+function guestAccess(home, member, who, onSave) {
+  const allowed = new Set(member.devices || []);
+  const until = h('input', { type: 'datetime-local', 'aria-label': `Guest access of ${who} until` });
+  if (member.expires_at) until.value = new Date(member.expires_at - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const boxes = (home.devices || []).map((d) => h('input', { type: 'checkbox', value: d.id, checked: allowed.has(d.id), 'aria-label': `${who} may use ${d.name || d.id}` }));
+  const button = h('button', { type: 'submit' }, 'Save guest access');
+  const form = h(
+    'form',
+    { class: 'stack panel', 'aria-label': `Guest access of ${who}` },
+    h('strong', {}, `Devices ${who} may use`),
+    (home.devices || []).map((d, i) => h('label', { class: 'row' }, boxes[i], d.name || d.id)),
+    field('Until (optional)', until),
+    h('div', {}, button),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    await busy(button, () =>
+      onSave({ role: 'guest', devices: boxes.filter((b) => b.checked).map((b) => b.value), expires_at: until.value ? new Date(until.value).getTime() : null }),
+    );
+  });
+  return form;
 }
 
 function inviteSection(home, fail) {
