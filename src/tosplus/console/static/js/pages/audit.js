@@ -5,12 +5,47 @@ import { add, fmtTime, h, header, homeTabs, notice, showError, table } from '../
 
 const PAGE = 100;
 
-/** An entry's detail as `key: value` pairs rather than raw JSON. */
+// What each recorded action means, for people; an action not listed here is shown as recorded.
+const ACTIONS = {
+  'account.create': 'Created an account',
+  'account.signup': 'Signed up',
+  'account.signin_failed': 'Failed to sign in',
+  'account.signout_everywhere': 'Signed out everywhere',
+  'account.unlock': 'Unlocked an account',
+  'home.create': 'Created the home',
+  'home.rename': 'Renamed the home',
+  'home.delete': 'Deleted the home',
+  'home.transfer': 'Transferred ownership',
+  'room.create': 'Added a room',
+  'room.rename': 'Renamed a room',
+  'room.delete': 'Deleted a room',
+  'member.update': 'Changed a member’s role',
+  'member.remove': 'Removed a member',
+  'member.leave': 'Left the home',
+  'invitation.create': 'Invited someone',
+  'invitation.accept': 'Accepted an invitation',
+  'invitation.revoke': 'Revoked an invitation',
+  'device.bind': 'Added a device',
+  'device.unbind': 'Removed a device',
+  'device.update': 'Renamed or moved a device',
+  'device.binding_code': 'Issued a binding code',
+  'device.desired': 'Changed a device’s settings',
+  'device.command': 'Sent a command',
+  'scene.create': 'Created a scene',
+  'scene.update': 'Changed a scene',
+  'scene.delete': 'Deleted a scene',
+  'scene.run': 'Ran a scene',
+};
+
+/** An entry's detail as `key: value` pairs rather than raw JSON (empty values left out). */
 function detailWords(detail) {
   if (!detail) return '';
   if (typeof detail !== 'object') return String(detail);
+  const words = (v) =>
+    Array.isArray(v) ? v.map(words).join(', ') || 'none' : v !== null && typeof v === 'object' ? Object.entries(v).map(([a, b]) => `${a} ${words(b)}`).join(', ') : String(v);
   return Object.entries(detail)
-    .map(([k, v]) => `${k.replace(/_/g, ' ')}: ${v !== null && typeof v === 'object' ? Object.entries(v).map(([a, b]) => `${a} ${b}`).join(', ') : v}`)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k.replace(/_/g, ' ')}: ${words(v)}`)
     .join('; ');
 }
 
@@ -48,7 +83,7 @@ export async function render(root, homeId) {
           [
             ['When', (e) => fmtTime(e.at)],
             ['Who', (e) => e.actor || e.actor_id || 'the hub'],
-            ['What', (e) => e.action],
+            ['What', (e) => ACTIONS[e.action] || e.action],
             ['Device', (e) => (e.device_id ? h('a', { href: `#/devices/${enc(e.device_id)}` }, names.get(e.device_id) || e.device_id) : '')],
             ['Detail', (e) => detailWords(e.detail)],
             ['From', (e) => e.ip || ''],
