@@ -57,7 +57,8 @@ async def test_lock_out_after_five_wrong_passwords_and_operator_unlock(hub: HubU
     assert sum(1 for a in audit if a["action"] == "account.signin_failed" and a["actor"] == person.email) == 6
 
 
-async def test_refresh_rotates_and_reuse_ends_the_session(hub: HubUnderTest) -> None:
+async def test_refresh_rotates_and_reuse_ends_the_session(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     person = await sign_up(hub)
     await person.api.aclose()
     async with httpx.AsyncClient(base_url=str(hub.api.base_url)) as anonymous:

@@ -17,7 +17,8 @@ def _client(hub: HubUnderTest, device: dict) -> DeviceClient:
     return DeviceClient(device["id"], device["secret"], host=hub.mqtt_host, port=hub.mqtt_port)
 
 
-async def test_screen_device_code_binds_once_and_only_to_one_home(hub: HubUnderTest) -> None:
+async def test_screen_device_code_binds_once_and_only_to_one_home(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     device = await hub.create_device("smart-tv")
     alice, bob = await sign_up(hub, "alice"), await sign_up(hub, "bob")
     async with alice.api, bob.api, _client(hub, device) as tv:
@@ -73,7 +74,8 @@ async def test_guessing_codes_is_rate_limited(hub: HubUnderTest) -> None:
         assert (await other.bind(home["id"], code)).status_code == 429
 
 
-async def test_unbinding_resets_credentials_twin_and_history(hub: HubUnderTest) -> None:
+async def test_unbinding_resets_credentials_twin_and_history(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     created = await hub.api.post(
         "/api/v1/products",
         json={

@@ -47,7 +47,8 @@ async def test_home_rooms_and_what_outsiders_see(hub: HubUnderTest) -> None:
         assert (await hub.api.get(f"/api/v1/homes/{home['id']}")).status_code == 200  # operators see all
 
 
-async def test_members_invitations_and_removal(hub: HubUnderTest) -> None:
+async def test_members_invitations_and_removal(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     owner, member, stranger = await sign_up(hub, "o"), await sign_up(hub, "m"), await sign_up(hub, "s")
     async with owner.api, member.api, stranger.api:
         home, (lamp, _) = await _home_with_lights(hub, owner)

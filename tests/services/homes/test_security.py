@@ -77,7 +77,8 @@ async def _victim(hub: HubUnderTest) -> tuple[Person, dict[str, Any], dict[str, 
 OWN_OR_PUBLIC = {"/api/v1/me", "/api/v1/me/api-keys", "/api/v1/me/sessions", "/api/v1/homes", "/api/v1/devices"}
 
 
-async def test_a_person_reaches_nothing_of_another_home_through_any_route(hub: HubUnderTest) -> None:
+async def test_a_person_reaches_nothing_of_another_home_through_any_route(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     owner, device, ids = await _victim(hub)
     intruder = await sign_up(hub, "intruder")
     async with contextlib.aclosing(owner.api), intruder.api:

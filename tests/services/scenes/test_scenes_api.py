@@ -15,7 +15,8 @@ async def _bound(hub: HubUnderTest, person: Person, home_id: str, product: str =
     return device
 
 
-async def test_movie_night_reports_every_device(hub: HubUnderTest) -> None:
+async def test_movie_night_reports_every_device(any_hub: HubUnderTest) -> None:
+    hub = any_hub  # both deployments: embedded + SQLite, Mosquitto + PostgreSQL
     owner, intruder = await sign_up(hub, "owner"), await sign_up(hub, "intruder")
     async with owner.api, intruder.api:
         home = await owner.create_home()

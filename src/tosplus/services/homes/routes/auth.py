@@ -52,7 +52,7 @@ async def token(
 
 async def _sign_in(hub: Hub, request: Request, email: str, password: str, kind: str) -> Grant:
     try:
-        return await hub.people.auth.sign_in(
+        grant = await hub.people.auth.sign_in(
             email, password, kind=kind, user_agent=request.headers.get("user-agent"), ip=client_address(request)
         )
     except Exception as exc:
@@ -65,6 +65,10 @@ async def _sign_in(hub: Hub, request: Request, email: str, password: str, kind: 
             ip=client_address(request),
         )
         raise
+    await hub.people.audit.record(
+        None, "account.signin", actor_label=grant.user.email, detail={"kind": kind}, ip=client_address(request)
+    )
+    return grant
 
 
 @router.post("/auth/session")
