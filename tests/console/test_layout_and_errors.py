@@ -41,6 +41,8 @@ async def test_phone_sized_pages_do_not_scroll_sideways(hub: HubUnderTest, brows
         (f"/homes/{home['id']}/members", "text=Invite someone"),
         (f"/homes/{home['id']}/scenes/new", "text=Save scene"),
         (f"/homes/{home['id']}/bind", "text=Binding code"),
+        (f"/homes/{home['id']}/rooms", "text=Add a room"),
+        (f"/homes/{home['id']}/audit", "text=Added a device"),
         ("/account", "text=API keys"),
     ]:
         await page.goto(f"{base}/console/#{path}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.console.conftest import Screens, base_url
-from tests.console.helpers import device_code, sign_up_in_browser, simulated
+from tests.console.helpers import device_code, sign_up_in_browser, simulated, sticker_code
 from tests.support.hubs import HubUnderTest
 
 
@@ -47,6 +47,16 @@ async def test_sign_up_create_home_bind_control_scene_and_isolation(
         await page.get_by_role("heading", name="Desk lamp").wait_for()
         await screens.shot(page, "device-bound")
 
+        # A second device, never connected (its sticker code): it will be offline when the scene runs.
+        plug = await hub.create_device("smart-plug")
+        await page.get_by_role("link", name="Flat").click()
+        await page.get_by_role("link", name="Add a device").first.click()
+        await bind.get_by_label("Binding code").fill(await sticker_code(hub, plug["id"]))
+        await bind.get_by_label("Room").select_option(label="Kitchen")
+        await bind.get_by_label("Name").fill("Porch plug")
+        await bind.get_by_role("button", name="Add device").click()
+        await page.get_by_role("heading", name="Porch plug").wait_for()
+
         # The home page: the card in its room, online, with controls from the light's thing model.
         await page.get_by_role("link", name="Flat").click()
         card = page.locator(f"article.card[data-device-id='{device_id}']")
@@ -77,7 +87,11 @@ async def test_sign_up_create_home_bind_control_scene_and_isolation(
         scene = page.get_by_role("form", name="Scene")
         await scene.get_by_label("Scene name").fill("Lights off")
         await scene.get_by_label("Include Desk lamp").check()
-        await scene.get_by_label("Set On").check()  # the switch stays off: "on = false"
+        await (
+            scene.locator("fieldset", has_text="Desk lamp").get_by_label("Set On").check()
+        )  # the switch stays off: "on = false"
+        await scene.get_by_label("Include Porch plug").check()
+        await scene.locator("fieldset", has_text="Porch plug").get_by_label("Set On").check()
         await screens.shot(page, "scene-editor")
         await scene.get_by_role("button", name="Save scene").click()
         entry = page.locator("article[data-scene-id]", has_text="Lights off")
@@ -87,7 +101,10 @@ async def test_sign_up_create_home_bind_control_scene_and_isolation(
         await result.wait_for(timeout=15_000)
         assert await result.get_attribute("data-status") == "applied", await result.inner_text()
         assert "Desk lamp: Applied" in await result.inner_text()
-        await entry.get_by_text("Every device applied the scene.").wait_for()
+        offline = entry.locator(f".run li[data-device-id='{plug['id']}']")
+        assert await offline.get_attribute("data-status") == "offline", await offline.inner_text()
+        assert "Porch plug: Offline: it will be applied when the device is back" in await offline.inner_text()
+        await entry.get_by_text("Some devices did not apply the scene.").wait_for()
         await screens.shot(page, "scene-run")
         home_url = page.url.replace("/scenes", "")
 

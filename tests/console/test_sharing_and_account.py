@@ -80,7 +80,7 @@ async def test_invitation_link_members_chart_and_account(hub: HubUnderTest, brow
     # The owner's audit log says, in words, what happened in the home.
     await page.get_by_role("navigation", name="Home").get_by_role("link", name="Audit log").click()
     await page.get_by_role("cell", name="Accepted an invitation").wait_for()
-    await page.get_by_role("cell", name="Changed a member’s role").wait_for()
+    await page.get_by_role("cell", name="Changed a member\u2019s role").wait_for()
     await screens.shot(page, "audit")
 
     # The device page: chart of the last hour (uPlot), twin, commands.

@@ -14,7 +14,7 @@ function loadUPlot() {
     script.onload = () => resolve(window.uPlot);
     script.onerror = () => {
       loading = null;
-      reject(new TypeError('chart library failed to load'));
+      reject({ words: 'The chart could not be loaded from the hub' });
     };
     document.head.append(script);
   });

@@ -39,8 +39,8 @@ function append(el, children) {
 
 /** Words for any error: the hub's problem detail, or a plain sentence; never a stack trace. */
 export function describeError(err) {
-  if (err && typeof err.words === 'string') return err.words;
-  if (err instanceof TypeError) return 'The hub cannot be reached';
+  if (err && typeof err.words === 'string') return err.words; // the hub's words, or ours (api.js)
+  console.error(err); // a fault of the console itself: for developers, not shown to people
   return 'Something went wrong in the console; reloading the page may help';
 }
 

@@ -67,12 +67,12 @@ export async function render(root, homeId) {
   );
   if (owner) {
     const name = h('input', { type: 'text', required: true, maxlength: 200, 'aria-label': 'New room', placeholder: 'Room name' });
-    const add = h('button', { type: 'submit' }, 'Add room');
-    const form = h('form', { class: 'row' }, name, add);
+    const addButton = h('button', { type: 'submit' }, 'Add room');
+    const form = h('form', { class: 'row' }, name, addButton);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       try {
-        await busy(add, () => post(`homes/${enc(homeId)}/rooms`, { name: name.value.trim() }));
+        await busy(addButton, () => post(`homes/${enc(homeId)}/rooms`, { name: name.value.trim() }));
         reload();
       } catch (err) {
         showError(slot, err);
