@@ -134,3 +134,12 @@ async def test_operator_creates_manufacturer_accounts(hub: HubUnderTest) -> None
     person = await sign_up(hub)
     async with person.api:
         assert (await person.api.post("/api/v1/users", json={**body, "email": new_email()})).status_code == 403
+
+
+async def test_password_spraying_from_one_address_is_limited(hub: HubUnderTest) -> None:
+    async with httpx.AsyncClient(base_url=str(hub.api.base_url)) as anonymous:
+        for i in range(50):
+            form = {"grant_type": "password", "username": f"nobody-{i}@example.com", "password": "guess-guess"}
+            assert (await anonymous.post("/api/v1/auth/token", data=form)).status_code == 401
+        limited = await anonymous.post("/api/v1/auth/token", data={**form, "username": "another@example.com"})
+        assert limited.status_code == 429 and "this address" in limited.json()["detail"]

@@ -24,6 +24,7 @@ from tosplus.core.tokens import Principal, Tokens
 from tosplus.errors import InvalidInput, NotFound, Unauthorized
 from tosplus.services.homes import tables as t
 from tosplus.services.homes.accounts import Accounts, User
+from tosplus.services.homes.limits import FailureLimiter
 
 ACCESS_TTL_S = 15 * 60
 REFRESH_TTL_S = 30 * 24 * 3600
@@ -67,6 +68,8 @@ class Auth:
         self._keys: dict[str, _Key] = {}  # API key hash -> key
         self._ended_sessions: set[str] = set()
         self._key_used: dict[str, int] = {}
+        # Password spraying (a few guesses at many accounts) never locks one account; the address is limited.
+        self.signin_misses = FailureLimiter(50, 600, "sign-ins from this address")
 
     async def load(self) -> None:
         async with self.engine.begin() as conn:
@@ -138,7 +141,13 @@ class Auth:
     async def sign_in(
         self, email: str, password: str, *, kind: str, user_agent: str | None = None, ip: str | None = None
     ) -> Grant:
-        user = await self.accounts.check_password(email, password)
+        client = ip or "unknown"
+        self.signin_misses.check(client)
+        try:
+            user = await self.accounts.check_password(email, password)
+        except Unauthorized:
+            self.signin_misses.failed(client)
+            raise
         session_id, refresh = new_id("ses"), secrets.token_urlsafe(32)
         moment = now_ms()
         async with self.engine.begin() as conn:
