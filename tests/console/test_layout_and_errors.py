@@ -27,7 +27,14 @@ async def test_phone_sized_pages_do_not_scroll_sideways(hub: HubUnderTest, brows
                 json={"code": await sticker_code(hub, device["id"]), "room_id": room, "name": name},
             )
             assert bound.status_code == 201, bound.text
+            if product == "light":
+                light_id = device["id"]
         device_id = device["id"]
+        scene = await person.post(
+            f"/api/v1/homes/{home['id']}/scenes",
+            json={"name": "Evening", "actions": [{"device_id": light_id, "desired": {"on": True, "brightness": 30}}]},
+        )
+        assert scene.status_code == 201, scene.text
     finally:
         await person.aclose()
 
@@ -40,10 +47,14 @@ async def test_phone_sized_pages_do_not_scroll_sideways(hub: HubUnderTest, brows
         (f"/devices/{device_id}", "text=Refused messages"),
         (f"/homes/{home['id']}/members", "text=Invite someone"),
         (f"/homes/{home['id']}/scenes/new", "text=Save scene"),
+        (f"/homes/{home['id']}/scenes", "text=Evening"),
+        (f"/homes/{home['id']}/scenes/{scene.json()['id']}", "text=Save scene"),
         (f"/homes/{home['id']}/bind", "text=Binding code"),
         (f"/homes/{home['id']}/rooms", "text=Add a room"),
         (f"/homes/{home['id']}/audit", "text=Added a device"),
         ("/account", "text=API keys"),
+        ("/", "text=A home with a rather long name"),
+        ("/audit", "text=for operators"),
     ]:
         await page.goto(f"{base}/console/#{path}")
         await page.locator(ready).first.wait_for()

@@ -138,7 +138,7 @@ export async function edit(root, homeId, sceneId) {
       return;
     }
   }
-  const devices = home.devices || [];
+  const devices = [...(home.devices || [])].sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
   const models = new Map();
   await Promise.all(
     [...new Set(devices.map((d) => d.product_id))].map((pid) =>
@@ -182,7 +182,10 @@ function deviceEditor(device, model, existing) {
   const command = existing.find((a) => a.command)?.command || null;
   const pick = h('input', { type: 'checkbox', checked: existing.length > 0, 'aria-label': `Include ${device.name || device.id}` });
   const body = h('div', { class: 'stack', hidden: !existing.length });
-  pick.addEventListener('change', () => (body.hidden = !pick.checked));
+  pick.addEventListener('change', () => {
+    body.hidden = !pick.checked;
+    fieldset.classList.toggle('off', !pick.checked);
+  });
   const rows = [];
   for (const [key, schema] of Object.entries(model?.properties || {})) {
     if (!writable(schema)) continue;
@@ -217,8 +220,14 @@ function deviceEditor(device, model, existing) {
     commandPart = () => (select.value ? { name: select.value, params: fields && Object.keys(fields.values()).length ? fields.values() : null } : null);
     body.append(field('Command', select), paramsBox);
   }
+  const fieldset = h(
+    'fieldset',
+    { class: `panel scene-device${existing.length ? '' : ' off'}`, dataset: { deviceId: device.id } },
+    h('legend', {}, h('label', { class: 'pick' }, pick, h('span', {}, device.name || device.id))),
+    body,
+  );
   return {
-    el: h('fieldset', { class: 'panel', dataset: { deviceId: device.id } }, h('legend', {}, h('label', { class: 'row' }, pick, device.name || device.id)), body),
+    el: fieldset,
     actions() {
       if (!pick.checked) return [];
       const out = [];
