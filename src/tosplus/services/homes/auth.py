@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ ACCESS_TTL_S = 15 * 60
 REFRESH_TTL_S = 30 * 24 * 3600
 API_KEY_PREFIX = "tpk_"
 _ALGORITHM = "HS256"
+_CHECKED_MAX = 20_000  # tokens whose signature was checked, remembered (~1 KB each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class Auth:
         self._keys: dict[str, _Key] = {}  # API key hash -> key
         self._ended_sessions: set[str] = set()
         self._key_used: dict[str, int] = {}
+        self._checked: dict[str, dict[str, Any]] = {}  # access token -> its verified claims (oldest first)
         # Password spraying (a few guesses at many accounts) never locks one account; the address is limited.
         self.signin_misses = FailureLimiter(50, 600, "sign-ins from this address")
 
@@ -103,18 +106,30 @@ class Auth:
         return self.operator_tokens.verify(token)
 
     def _verify_access(self, token: str) -> Principal:
-        try:
-            claims = jwt.decode(
-                token, self._signing_key, algorithms=[_ALGORITHM], options={"require": ["exp", "sub", "sid", "ims"]}
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("the access token has expired; refresh it or sign in again") from exc
-        except jwt.PyJWTError as exc:
-            raise Unauthorized("a valid bearer token is required") from exc
+        claims = self._checked.get(token)
+        if claims is None or claims["exp"] <= time.time():
+            claims = self._decode(token)
         user = self.accounts.users.get(claims["sub"])
         if user is None or claims["sid"] in self._ended_sessions or claims["ims"] < user.tokens_valid_after:
             raise Unauthorized("this session has ended; sign in again")
         return _principal(user, claims["sid"])
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Check signature and expiry; remember the claims of a good token, so its next use skips the decode
+        (a quarter of an authorised read's time). Sessions and sign-out are still checked on every use."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, self._signing_key, algorithms=[_ALGORITHM], options={"require": ["exp", "sub", "sid", "ims"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            self._checked.pop(token, None)
+            raise Unauthorized("the access token has expired; refresh it or sign in again") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("a valid bearer token is required") from exc
+        if len(self._checked) >= _CHECKED_MAX:
+            self._checked.pop(next(iter(self._checked)))
+        self._checked[token] = claims
+        return claims
 
     def _access_token(self, user: User, session_id: str) -> str:
         moment = now_ms()
