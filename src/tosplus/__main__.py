@@ -19,6 +19,7 @@ from rich.panel import Panel
 
 from tosplus import __version__
 from tosplus.errors import ConfigError
+from tosplus.services.payments import cli as payments_cli
 
 app = typer.Typer(
     help="TOS+: an open operating platform for connected things.", no_args_is_help=True, add_completion=False
@@ -38,6 +39,7 @@ def _simulate_app() -> typer.Typer | None:
 _sim = _simulate_app()
 if _sim is not None:
     app.add_typer(_sim, name="simulate", help="Simulated devices: a home, a city, or a fleet of N.")
+app.add_typer(payments_cli.app, name="payments", help="The payment system: check the ledger.")
 
 
 def _settings(**flags: Any) -> Any:
