@@ -22,12 +22,12 @@ import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tosplus.core.ids import now_ms
+from tosplus.services.payments import ledger_store as store
 from tosplus.services.payments import ledger_types as r
 from tosplus.services.payments.ledger_types import (
     MAX_AMOUNT,
@@ -139,7 +139,7 @@ class Ledger:
                 .where(ledger_pending.c.status == PENDING)
             )
             for row in rows:
-                self._pending[row.id] = _Pending(_transfer(row), row.status, row.expires_at)
+                self._pending[row.id] = _Pending(store.transfer_from_row(row), row.status, row.expires_at)
 
     # -- accounts ---------------------------------------------------------------------------------------------
 
@@ -171,7 +171,7 @@ class Ledger:
                     results.append(r.OK)
             if new:
                 async with self.engine.begin() as conn:
-                    await conn.execute(sa.insert(ledger_accounts), [_account_row(a) for a in new.values()])
+                    await conn.execute(sa.insert(ledger_accounts), [store.account_row(a) for a in new.values()])
                 self._accounts.update(new)
             return results
 
@@ -187,7 +187,7 @@ class Ledger:
         if not missing:
             return
         async with self.engine.connect() as conn:
-            for chunk in _chunks(sorted(missing), 5000):
+            for chunk in store.chunks(sorted(missing), 5000):
                 rows = await conn.execute(sa.select(ledger_accounts).where(ledger_accounts.c.id.in_(chunk)))
                 for row in rows:
                     self._accounts[row.id] = Account(
@@ -209,7 +209,7 @@ class Ledger:
         """Create the transfers in order; one result code each (``ok`` or ``exists`` mean it is recorded)."""
         async with self._lock:
             now = now_ms()
-            existing = await self._existing([t.id for t in transfers if _ID.match(t.id)])
+            existing = await store.fetch_transfers(self.engine, [t.id for t in transfers if _ID.match(t.id)])
             pending_ids = [t.pending_id for t in transfers if t.pending_id]
             await self._load_pending(pending_ids)
             await self._load_accounts(
@@ -319,7 +319,7 @@ class Ledger:
             MAX_AMOUNT - amount
         ):
             return r.AMOUNT_INVALID  # would overflow a balance
-        record = _record(t, t.debit_account_id, t.credit_account_id, amount, t.ledger, now)
+        record = store.record(t, t.debit_account_id, t.credit_account_id, amount, t.ledger, now)
         if mode == _PENDING:
             debit.debits_pending += amount
             credit.credits_pending += amount
@@ -370,26 +370,9 @@ class Ledger:
             credit.credits_posted += amount
         batch.set_pending(p.id, _Pending(p, POSTED if mode == _POST else VOIDED, None, t.id))
         batch.resolved_pending.append(p.id)
-        batch.new_transfers[t.id] = _record(t, p.debit_account_id, p.credit_account_id, amount, p.ledger, now)
+        batch.new_transfers[t.id] = store.record(t, p.debit_account_id, p.credit_account_id, amount, p.ledger, now)
         batch.chain_transfers.append(t.id)
         return r.OK
-
-    async def _existing(self, ids: list[str]) -> dict[str, Transfer]:
-        found: dict[str, Transfer] = {}
-        if not ids:
-            return found
-        async with self.engine.connect() as conn:
-            if self.postgres:  # one array parameter: no statement of 8,000 placeholders to compile
-                raw = await conn.get_raw_connection()
-                assert raw.driver_connection is not None
-                rows = await raw.driver_connection.fetch(
-                    f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM ledger_transfers WHERE id = ANY($1::text[])", ids
-                )
-                return {row["id"]: Transfer(*row) for row in rows}
-            for chunk in _chunks(ids, 5000):
-                for row in await conn.execute(sa.select(ledger_transfers).where(ledger_transfers.c.id.in_(chunk))):
-                    found[row.id] = _transfer(row)
-        return found
 
     async def _load_pending(self, ids: list[str]) -> None:
         """Bring pending transfers that are not cached (resolved ones, or ones from before a restart) in."""
@@ -405,7 +388,9 @@ class Ledger:
                 .where(ledger_transfers.c.id.in_(missing))
             )
             for row in rows:
-                self._pending[row.id] = _Pending(_transfer(row), row.status, row.expires_at, row.resolved_by)
+                self._pending[row.id] = _Pending(
+                    store.transfer_from_row(row), row.status, row.expires_at, row.resolved_by
+                )
 
     # -- writing ----------------------------------------------------------------------------------------------
 
@@ -429,9 +414,9 @@ class Ledger:
                 # A statement through SQLAlchemy first: it opens the transaction that the driver-level UPDATE and
                 # COPY below must be part of; and the commit must wait for the disk whatever the server's default.
                 await conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
-            await self._write_accounts(conn, list(batch.accounts.values()))
+            await store.write_accounts(conn, list(batch.accounts.values()))
             if batch.new_transfers:
-                await self._write_transfers(conn, list(batch.new_transfers.values()))
+                await store.write_transfers(conn, list(batch.new_transfers.values()))
             if batch.new_pending:
                 await conn.execute(
                     sa.insert(ledger_pending),
@@ -450,57 +435,6 @@ class Ledger:
         self._accounts.update(batch.accounts)
         self._pending.update(batch.pending)
         self.totals = totals
-
-    async def _write_accounts(self, conn: AsyncConnection, accounts: list[Account]) -> None:
-        accounts.sort(key=lambda a: a.id)  # one lock order, should another writer ever share the table
-        if self.postgres:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
-            await driver.execute(
-                "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
-                "credits_pending = v.cp, credits_posted = v.cpo "
-                "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) "
-                "AS v(id, dp, dpo, cp, cpo) WHERE a.id = v.id",
-                [a.id for a in accounts],
-                [a.debits_pending for a in accounts],
-                [a.debits_posted for a in accounts],
-                [a.credits_pending for a in accounts],
-                [a.credits_posted for a in accounts],
-            )
-            return
-        await conn.execute(
-            sa.update(ledger_accounts)
-            .where(ledger_accounts.c.id == sa.bindparam("_id"))
-            .values(
-                debits_pending=sa.bindparam("dp"),
-                debits_posted=sa.bindparam("dpo"),
-                credits_pending=sa.bindparam("cp"),
-                credits_posted=sa.bindparam("cpo"),
-            ),
-            [
-                {
-                    "_id": a.id,
-                    "dp": a.debits_pending,
-                    "dpo": a.debits_posted,
-                    "cp": a.credits_pending,
-                    "cpo": a.credits_posted,
-                }
-                for a in accounts
-            ],
-        )
-
-    async def _write_transfers(self, conn: AsyncConnection, records: list[Transfer]) -> None:
-        rows = records  # a Transfer is the row, in the table's column order
-        if self.postgres:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None and driver.is_in_transaction()
-            await driver.copy_records_to_table("ledger_transfers", records=rows, columns=list(_TRANSFER_COLUMNS))
-            return
-        await conn.execute(
-            sa.insert(ledger_transfers), [dict(zip(_TRANSFER_COLUMNS, row, strict=True)) for row in rows]
-        )
 
     @staticmethod
     def _check_totals(totals: tuple[int, int, int, int]) -> None:
@@ -540,51 +474,16 @@ class Ledger:
             return len(due)
 
     async def lookup_transfers(self, ids: Sequence[str]) -> list[Transfer]:
-        found = await self._existing(list(ids))
+        found = await store.fetch_transfers(self.engine, list(ids))
         return [found[i] for i in ids if i in found]
 
     async def pending_status(self, transfer_id: str) -> str | None:
-        async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    sa.select(ledger_pending.c.status).where(ledger_pending.c.transfer_id == transfer_id)
-                )
-            ).scalar()
+        """pending, posted, voided or expired; None when it is not a pending transfer."""
+        return await store.pending_status(self.engine, transfer_id)
 
     async def account_transfers(self, account_id: str, limit: int = 100, before: int | None = None) -> list[Transfer]:
         """The account's transfers, newest first (``before``: created_at of the last one of the previous page)."""
-        t = ledger_transfers
-        query = (
-            sa.select(t)
-            .where(sa.or_(t.c.debit_account_id == account_id, t.c.credit_account_id == account_id))
-            .order_by(t.c.created_at.desc(), t.c.id.desc())
-            .limit(limit)
-        )
-        if before is not None:
-            query = query.where(t.c.created_at < before)
-        async with self.engine.connect() as conn:
-            return [_transfer(row) for row in await conn.execute(query)]
-
-
-_TRANSFER_COLUMNS = (
-    "id",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "pending_id",
-    "ledger",
-    "code",
-    "flags",
-    "timeout_s",
-    "user_data",
-    "created_at",
-)
-
-
-def _record(t: NewTransfer, debit: str, credit: str, amount: int, ledger: str, now: int) -> Transfer:
-    return Transfer(
-        t.id, debit, credit, amount, t.pending_id, ledger, t.code, int(t.flags), t.timeout_s, t.user_data, now
-    )
+        return await store.account_transfers(self.engine, account_id, limit, before)
 
 
 def _same(t: NewTransfer, known: Transfer) -> bool:
@@ -597,39 +496,3 @@ def _same(t: NewTransfer, known: Transfer) -> bool:
         and (t.pending_id or None) == known.pending_id
         and (t.code, t.flags, t.timeout_s, t.user_data) == (known.code, known.flags, known.timeout_s, known.user_data)
     )
-
-
-def _transfer(row: Any) -> Transfer:
-    return Transfer(
-        row.id,
-        row.debit_account_id,
-        row.credit_account_id,
-        row.amount,
-        row.pending_id,
-        row.ledger,
-        row.code,
-        row.flags,
-        row.timeout_s,
-        row.user_data,
-        row.created_at,
-    )
-
-
-def _account_row(a: Account) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "ledger": a.ledger,
-        "code": a.code,
-        "flags": a.flags,
-        "user_data": a.user_data,
-        "debits_pending": 0,
-        "debits_posted": 0,
-        "credits_pending": 0,
-        "credits_posted": 0,
-        "created_at": a.created_at,
-    }
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
