@@ -34,6 +34,10 @@ from tosplus.core.tokens import AdminToken, Tokens
 from tosplus.core.twins import Twins
 from tosplus.errors import ConfigError
 from tosplus.services.homes.service import People, open_people
+from tosplus.services.payments.counter import Counter
+from tosplus.services.payments.idempotency import Idempotency
+from tosplus.services.payments.service import Payments
+from tosplus.services.payments.webhooks import Webhooks
 from tosplus.services.scenes.service import Scenes
 from tosplus.storage.engine import open_database
 
@@ -89,6 +93,11 @@ class Hub:
     _embedded_broker: Any = None
     workers: Any = None  # tosplus.workers.WorkerPool when TOSPLUS_INGEST_WORKERS > 0
     scenes: Any = None  # tosplus.services.scenes.service.Scenes, built once the hub exists
+    # Built once the hub exists (they need it), in create_hub:
+    payments: Payments = field(init=False)
+    counter: Counter = field(init=False)
+    idempotency: Idempotency = field(init=False)
+    webhooks: Webhooks = field(init=False)
 
     def ingest_totals(self) -> tuple[int, int, int]:
         """(accepted, refused, batches) of the main process and every ingest worker."""
@@ -104,6 +113,7 @@ class Hub:
             await self._start_broker()
             self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest"))
             self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+            self.webhooks.start()
             if http:
                 await self._start_http()
             if coap and self.settings.coap_port:
@@ -115,6 +125,8 @@ class Hub:
 
     async def stop(self) -> None:
         await self._settle_broker()
+        with contextlib.suppress(Exception):
+            await self.webhooks.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -296,12 +308,15 @@ class Hub:
             try:
                 self.presence.sweep()
                 await self.presence.flush()
+                await self.payments.ledger.expire_pending()
+                await self.counter.sweep()
                 if tick % 10 == 0:
                     await self.commands.expire_due()
                 if tick % 60 == 0:
                     await dead_letters.prune(self.engine, self.settings.dead_letters_per_device)
                 if tick % 3600 == 0:
                     await self.apply_retention()
+                    await self.idempotency.prune()
             except Exception:
                 log.exception("maintenance step failed; will try again")
 
@@ -384,6 +399,13 @@ async def create_hub(settings: Settings) -> Hub:
     )
     hub.scenes = Scenes(hub)
     await hub.scenes.load()
+    hub.payments = Payments(engine)
+    await hub.payments.load()
+    hub.counter = Counter(hub, hub.payments)
+    await hub.counter.start()
+    hub.idempotency = Idempotency(engine)
+    hub.webhooks = Webhooks(engine, allow_insecure_urls=settings.webhooks_allow_insecure)
+    people.binding.on_unbind.append(hub.payments.delete_token)  # an unbound device can no longer pay
     return hub
 
 
@@ -432,8 +454,12 @@ async def build_core(
 
 
 async def seed_catalog(registry: Registry) -> None:
-    """Register the shipped products on first start (and products added to the catalog since)."""
+    """Register the shipped products on first start (and products added to the catalog since); a shipped
+    product whose thing model changed in a new release gets the new one."""
     for product_id, document in load_catalog().items():
+        known = registry.products.get(product_id)
+        if known is not None and known.builtin and dict(known.model.document) != document:
+            await registry.replace_thing_model(product_id, document)
         if product_id not in registry.products:
             await registry.create_product(
                 product_id=product_id,

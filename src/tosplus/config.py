@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     )
     shared_group: str = Field(default="", description="MQTT 5 shared-subscription group for several hub workers.")
     admin_token: str = Field(default="", description="Administrator bearer token; generated if empty.")
+    webhooks_allow_insecure: bool = Field(
+        default=False, description="Let merchants register http:// and local webhook URLs (development only)."
+    )
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     device_rate_per_s: float = Field(default=100.0, gt=0, description="Sustained messages/s per device.")
     device_rate_burst: int = Field(default=200, ge=1, description="Burst allowance per device.")

@@ -79,3 +79,10 @@ async def binding_code(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
     """A fresh binding code for a screen device to show (``bind/request`` over MQTT)."""
     issued = await hub.people.binding.issue(device.id)
     return dict(issued.to_json(with_qr=True))
+
+
+@router.post("/payment-token")
+async def payment_token(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
+    """The device's payment token number and pay-code key, once its owner enabled payment on it."""
+    credentials: dict[str, Any] = hub.payments.device_credentials(device.id)
+    return credentials

@@ -77,6 +77,7 @@ class SimDevice:
     apply_last: ClassVar[tuple[str, ...]] = ()  # desired keys applied after the others (e.g. a mode)
     max_step_s: ClassVar[float] = 5.0
     reboot_time_s: ClassVar[float] = 2.0
+    confirms_up_to: ClassVar[int] = 100_000  # fen: what the simulated person confirms when asked to pay
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class SimDevice:
         self.client: DeviceClient | None = None
         self.telemetry_sent = 0
         self.reboots = 0
+        self.payments_confirmed = 0
         self._last_reported: dict[str, Any] = {}
         self._reboot = asyncio.Event()
         self._reboot_delay_s = 0.0
@@ -151,6 +153,13 @@ class SimDevice:
         self._reboot_delay_s = delay
         self._reboot.set()
         return {"rebooting": True, "delay_s": delay}
+
+    def action_confirm_payment(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The simulated person confirms payments on devices that can pay, up to ``confirms_up_to`` fen."""
+        if params["amount"] > self.confirms_up_to:
+            raise ValueError(f"declined on the device: {params['amount']} is more than this person pays here")
+        self.payments_confirmed += 1
+        return {"confirmed": True}
 
     # -- helpers for subclasses ----------------------------------------------------------------------------
 

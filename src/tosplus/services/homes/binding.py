@@ -8,6 +8,7 @@ its credentials, empties its twin and erases its history, so the next owner star
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,8 @@ class Binding:
         self.twins = twins
         self.homes = homes
         self.misses = FailureLimiter(10, 600, "binding codes")
+        # Other services' clean-up when a device leaves its home (payments deletes its payment token).
+        self.on_unbind: list[Callable[[str], Awaitable[None]]] = []
 
     async def issue(self, device_id: str, *, kind: str = "screen", valid_s: int = SCREEN_TTL_S) -> IssuedCode:
         self.registry.device(device_id)
@@ -131,4 +134,6 @@ class Binding:
         await self.registry.revoke_credentials(device_id)
         await self.twins.reset(device_id)
         await self.registry.erase_history(device_id)
+        for hook in self.on_unbind:
+            await hook(device_id)
         return home_id

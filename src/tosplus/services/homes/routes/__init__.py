@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     from tosplus.services.homes.routes import audit, auth, binding, homes, me
+    from tosplus.services.payments import routes as payments
     from tosplus.services.scenes import routes as scenes
 
-    return [auth.router, me.router, homes.router, binding.router, scenes.router, audit.router]
+    return [auth.router, me.router, homes.router, binding.router, scenes.router, audit.router, payments.router]
