@@ -1,0 +1,7 @@
+"""Payment API routes: refunds (see docs/payments.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["payments"])
