@@ -87,6 +87,7 @@ class Counter:
         self._by_command: dict[str, str] = {}  # confirmation command id -> order id
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()  # orders change state one at a time
+        self.confirm_s = CONFIRM_S  # how long the person has to confirm on the device
 
     def _key_for(self, token_number: int) -> bytes | None:
         token = self.payments.token_by_number(token_number)
@@ -191,7 +192,7 @@ class Counter:
             order["currency"],
             PAYMENT,
             int(TransferFlags.PENDING) if pending else 0,
-            timeout_s=CONFIRM_S + 30 if pending else 0,
+            timeout_s=self.confirm_s + 30 if pending else 0,
             user_data=order["id"],
         )
         return [pay]
@@ -236,7 +237,7 @@ class Counter:
             "description": order["description"] or "",
         }
         command = await self.hub.commands.send(
-            token.device_id, "confirm_payment", params, timeout_s=CONFIRM_S, wait=False
+            token.device_id, "confirm_payment", params, timeout_s=self.confirm_s, wait=False
         )
         self._by_command[command.id] = order["id"]
         updated = await self._set_state(
@@ -261,7 +262,7 @@ class Counter:
             self._by_command.pop(order["command_id"] or "", None)
             confirmed = state == SUCCEEDED and isinstance(result, dict) and result.get("confirmed") is True
             merchant = self.payments.merchants[order["merchant_id"]]
-            if confirmed and order["created_at"] + CONFIRM_S * 1000 >= now_ms():
+            if confirmed and order["created_at"] + self.confirm_s * 1000 >= now_ms():
                 post = NewTransfer(
                     f"post:{order_id}",
                     "",
@@ -369,7 +370,7 @@ class Counter:
 
     async def sweep(self) -> int:
         """Revoke orders whose confirmation did not come in time (also after a restart)."""
-        deadline = now_ms() - CONFIRM_S * 1000
+        deadline = now_ms() - self.confirm_s * 1000
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(t.orders.c.id).where(t.orders.c.state == USERPAYING, t.orders.c.created_at < deadline)
