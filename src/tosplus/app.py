@@ -36,6 +36,9 @@ from tosplus.errors import ConfigError
 from tosplus.services.homes.service import People, open_people
 from tosplus.services.payments.counter import Counter
 from tosplus.services.payments.idempotency import Idempotency
+from tosplus.services.payments.intents import Intents
+from tosplus.services.payments.refunds import Refunds
+from tosplus.services.payments.risk import RiskControls
 from tosplus.services.payments.service import Payments
 from tosplus.services.payments.webhooks import Webhooks
 from tosplus.services.scenes.service import Scenes
@@ -98,6 +101,7 @@ class Hub:
     counter: Counter = field(init=False)
     idempotency: Idempotency = field(init=False)
     webhooks: Webhooks = field(init=False)
+    intents: Intents = field(init=False)
 
     def ingest_totals(self) -> tuple[int, int, int]:
         """(accepted, refused, batches) of the main process and every ingest worker."""
@@ -310,6 +314,7 @@ class Hub:
                 await self.presence.flush()
                 await self.payments.ledger.expire_pending()
                 await self.counter.sweep()
+                await self.intents.sweep()
                 if tick % 10 == 0:
                     await self.commands.expire_due()
                 if tick % 60 == 0:
@@ -402,7 +407,14 @@ async def create_hub(settings: Settings) -> Hub:
     hub.payments = Payments(engine)
     await hub.payments.load()
     hub.counter = Counter(hub, hub.payments)
+    hub.counter.risk = RiskControls(
+        per_token_per_minute=settings.payments_per_device_per_minute,
+        per_wallet_per_minute=settings.payments_per_wallet_per_minute,
+    )
     await hub.counter.start()
+    await Refunds(hub).recover()  # refunds a crash left half-way
+    hub.intents = Intents(hub)
+    await hub.intents.start()  # listens for device answers, settles intents a crash left in processing
     hub.idempotency = Idempotency(engine)
     hub.webhooks = Webhooks(engine, allow_insecure_urls=settings.webhooks_allow_insecure)
     people.binding.on_unbind.append(hub.payments.delete_token)  # an unbound device can no longer pay

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     )
     shared_group: str = Field(default="", description="MQTT 5 shared-subscription group for several hub workers.")
     admin_token: str = Field(default="", description="Administrator bearer token; generated if empty.")
+    payments_per_device_per_minute: int = Field(default=6, ge=1, description="Counter payments a minute per device.")
+    payments_per_wallet_per_minute: int = Field(default=30, ge=1, description="Counter payments a minute per wallet.")
     webhooks_allow_insecure: bool = Field(
         default=False, description="Let merchants register http:// and local webhook URLs (development only)."
     )

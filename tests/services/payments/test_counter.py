@@ -198,3 +198,27 @@ async def test_the_merchants_webhook_hears_of_the_payment(tmp_path: Path, receiv
             assert "user_id" not in event["data"]
             assert verify_signature(secret, delivery.headers["tosplus-signature"], delivery.body)
             assert delivery.headers["tosplus-event-id"] == event["id"]
+
+
+async def test_risk_controls_velocity_and_bad_codes(hub: HubUnderTest) -> None:
+    shop = await open_shop(hub)
+    async with contextlib.aclosing(shop.person.api), contextlib.aclosing(shop.api):
+        for n in range(6):
+            assert (await pay(shop, 1_00, f"V-{n}")).json()["state"] == "SUCCESS"
+        fast = await pay(shop, 1_00, "V-6")
+        assert fast.status_code == 402 and "too many payments from this device" in fast.json()["detail"]
+        home_id = (await shop.person.api.get("/api/v1/homes")).json()["items"][0]["id"]
+        audit = (await shop.person.api.get(f"/api/v1/homes/{home_id}/audit?limit=200")).json()["items"]
+        assert sum(1 for a in audit if a["action"] == "payment.succeeded") == 6  # every decision is recorded
+        # Somebody tries made-up codes for this device's token: after five, the token is stopped.
+        good = shop.codes.current()
+        for n in range(5):
+            forged = good[:10] + f"{(int(good[10:17]) + n + 1) % 10**7:07d}"
+            from tosplus.sdk.paycode import luhn_digit
+
+            refused = await pay(shop, 1_00, f"F-{n}", forged + luhn_digit(forged))
+            assert refused.status_code == 422 and "forged" in refused.json()["detail"]
+        token = (await shop.person.api.get(f"/api/v1/devices/{shop.watch['id']}/payment-token")).json()
+        assert token["status"] == "suspended"
+        audit = (await shop.person.api.get(f"/api/v1/homes/{home_id}/audit?limit=200")).json()["items"]
+        assert any(a["action"] == "payment.token_suspended" for a in audit)

@@ -176,7 +176,7 @@ async def test_canceled_by_the_merchant_or_the_person_and_expired(hub: HubUnderT
         doomed = (await ask(shop, 13_00)).json()
         assert await intents.sweep() == 0
         await asyncio.sleep(1.1)
-        assert await intents.sweep() == 1
+        await intents.sweep()  # or the hub's own upkeep, which runs the same sweep every second, got there first
         expired = (await shop.api.get(f"/api/v1/merchant/payment-intents/{doomed['id']}")).json()
         assert expired["status"] == "canceled" and expired["cancellation_reason"] == "expired"
         too_late = await shop.person.api.post(f"/api/v1/payment-intents/{doomed['id']}/confirm", headers=key())

@@ -30,10 +30,11 @@ from tosplus.core.commands import FINAL, SUCCEEDED
 from tosplus.core.ids import new_id, now_ms
 from tosplus.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tosplus.services.payments import ledger_types as r
+from tosplus.services.payments import tables_intents, webhooks
 from tosplus.services.payments import tables_payments as t
-from tosplus.services.payments import webhooks
 from tosplus.services.payments.ledger_types import NewTransfer, TransferFlags
 from tosplus.services.payments.paycode import PayCodeError, PayCodeVerifier, parse
+from tosplus.services.payments.risk import RiskControls
 from tosplus.services.payments.service import (
     FEE_ACCOUNT,
     PAYMENT,
@@ -51,6 +52,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUCCESS, USERPAYING, CLOSED, REVOKED, PROCESSING = "SUCCESS", "USERPAYING", "CLOSED", "REVOKED", "PROCESSING"
+_DECISIONS = {
+    SUCCESS: "payment.succeeded",
+    USERPAYING: "payment.awaiting_confirmation",
+    CLOSED: "payment.refused",
+    REVOKED: "payment.revoked",
+}
 _EVENTS = {
     SUCCESS: "payment.succeeded",
     USERPAYING: "payment.userpaying",
@@ -86,8 +93,9 @@ class Counter:
         self.verifier = PayCodeVerifier(self._key_for, UsedCodesTable(self.engine))
         self._by_command: dict[str, str] = {}  # confirmation command id -> order id
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._lock = asyncio.Lock()  # orders change state one at a time
+        self.lock = asyncio.Lock()  # orders change state one at a time
         self.confirm_s = CONFIRM_S  # how long the person has to confirm on the device
+        self.risk = RiskControls()
 
     def _key_for(self, token_number: int) -> bytes | None:
         token = self.payments.token_by_number(token_number)
@@ -153,6 +161,9 @@ class Counter:
                     "payment.code_refused",
                     {"merchant": merchant.name, "amount": amount, "reason": exc.reason},
                 )
+                if exc.reason in ("forged", "expired") and self.risk.bad_code(token.id) and token.status == "active":
+                    token = await self.payments.update_token(token.device_id, status="suspended")
+                    await self._audit(token, "payment.token_suspended", {"reason": "too many bad pay codes"})
             raise
         token = self.payments.token_by_number(verified.token_number)
         if token is None:
@@ -165,19 +176,14 @@ class Counter:
     async def _refusal(self, token: PaymentToken, amount: int) -> str | None:
         if amount > token.per_payment_limit:
             return f"over this device's limit of {token.per_payment_limit} per payment"
+        too_fast = self.risk.velocity_refusal(token.id, token.user_id)
+        if too_fast:
+            return too_fast
         day_start = now_ms() // 86_400_000 * 86_400_000  # the day in UTC
         async with self.engine.connect() as conn:
-            spent = (
-                await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(t.orders.c.amount), 0)).where(
-                        t.orders.c.token_id == token.id,
-                        t.orders.c.created_at >= day_start,
-                        t.orders.c.state.in_([SUCCESS, USERPAYING, PROCESSING]),
-                    )
-                )
-            ).scalar()
-        if int(spent or 0) + amount > token.daily_limit:
-            return f"over this device's daily limit of {token.daily_limit} (spent today: {int(spent or 0)})"
+            spent = await tables_intents.spent_today(conn, token.id, day_start)  # counter and in-app together
+        if spent + amount > token.daily_limit:
+            return f"over this device's daily limit of {token.daily_limit} (spent today: {spent})"
         (wallet,) = await self.payments.ledger.lookup_accounts([wallet_account(token.user_id)])
         if wallet.available < amount:
             return "insufficient balance in the wallet"
@@ -255,7 +261,7 @@ class Counter:
 
     async def _confirmation(self, order_id: str, state: str, result: Any) -> None:
         """The device answered (or could not): post the reservation and the fee, or void it."""
-        async with self._lock:
+        async with self.lock:
             order = await self._order_by_id(order_id)
             if order["state"] != USERPAYING:
                 return
@@ -330,8 +336,10 @@ class Counter:
 
     async def reverse(self, merchant: Merchant, out_trade_no: str) -> dict[str, Any]:
         """Cancel at the counter: a reservation is released, a paid order is paid back in full."""
-        async with self._lock:
+        async with self.lock:
             order = await self._own_order(merchant, out_trade_no)
+            if order["state"] == SUCCESS and await self._refunded(order):
+                raise Conflict("this order has refunds; refund what is left instead of reversing it")
             if order["state"] == USERPAYING:
                 await self._void(order, "reversed by the merchant")
             elif order["state"] == SUCCESS:
@@ -365,6 +373,11 @@ class Counter:
                     raise Conflict(f"the order could not be reversed: {results}")
                 await self._set_state(order["id"], REVOKED, reason="reversed by the merchant")
             return await self.query(merchant, out_trade_no)
+
+    async def _refunded(self, order: dict[str, Any]) -> int:
+        from tosplus.services.payments.refunds import Refunds
+
+        return await Refunds(self.hub).refunded(order)
 
     # -- upkeep -----------------------------------------------------------------------------------------------
 
@@ -437,10 +450,21 @@ class Counter:
             if row is None:
                 raise NotFound(f"no order {order_id}")
             order = _order_json(row._mapping)
+            decision = _DECISIONS.get(state)
             if state in _EVENTS:
                 await webhooks.enqueue_for_owner(
                     conn, order["merchant_id"], webhooks.new_event(_EVENTS[state], public(order))
                 )
+        if decision and order["device_id"]:
+            # Every decision on a payment is in the owner's audit log, not only the refusals.
+            await self.hub.people.audit.record(
+                None,
+                decision,
+                home_id=self.hub.people.homes.device_home.get(order["device_id"]),
+                device_id=order["device_id"],
+                detail={"order_id": order["id"], "amount": order["amount"], "reason": order["reason"]},
+                actor_label="payment counter",
+            )
         return order
 
     async def _audit(self, token: PaymentToken, action: str, detail: dict[str, Any]) -> None:

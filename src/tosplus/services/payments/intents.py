@@ -386,11 +386,5 @@ def _fee(intent: dict[str, Any], merchant: Merchant) -> list[NewTransfer]:
 
 
 async def intents_of(hub: Hub) -> Intents:
-    """The hub's intents service: ``hub.intents`` when the hub built it, otherwise built and started here on
-    first use (so the routes work before the hub's start-up wires it)."""
-    service = getattr(hub, "intents", None)
-    if not isinstance(service, Intents):
-        service = Intents(hub)
-        vars(hub)["intents"] = service
-    await service.start()
-    return service
+    """The hub's intents service (built and started by ``create_hub``)."""
+    return hub.intents

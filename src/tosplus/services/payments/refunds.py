@@ -98,7 +98,7 @@ class Refunds:
     def _lock(self) -> asyncio.Lock:
         # The counter changes order states (confirmation, reversal) under this lock; sharing it means a refund
         # sees an order's state as it is while its money moves.
-        lock: asyncio.Lock = self.hub.counter._lock
+        lock: asyncio.Lock = self.hub.counter.lock
         return lock
 
     # -- refunding --------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ from alembic import context
 
 from tosplus.services.homes import tables as _homes_tables  # noqa: F401  (registers their tables)
 from tosplus.services.payments import tables_idempotency as _idempotency_tables  # noqa: F401
+from tosplus.services.payments import tables_intents as _intents_tables  # noqa: F401
 from tosplus.services.payments import tables_ledger as _ledger_tables  # noqa: F401
 from tosplus.services.payments import tables_payments as _payments_tables  # noqa: F401
+from tosplus.services.payments import tables_refunds as _refunds_tables  # noqa: F401
 from tosplus.services.payments import tables_webhooks as _webhooks_tables  # noqa: F401
 from tosplus.services.scenes import tables as _scenes_tables  # noqa: F401
 from tosplus.storage.tables import metadata
