@@ -60,17 +60,17 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.api_auth import (
+from bench.common import RunningHub, hub_process, machine, mosquitto, postgres_database
+from bench.loadgen import (
     Connection,
     cpu_seconds,
     hub_pid,
     machine_cpu_seconds,
-    machine_idle_share,
     open_connections,
     percentile,
     py_spy,
+    warn_if_busy,
 )
-from bench.common import RunningHub, hub_process, machine, mosquitto, postgres_database
 from tosplus.sdk.paycode import BORROW_STEPS, MAX_COUNTER, STEP_S, PayCodeGenerator, PayCodesExhaustedError
 
 console = Console(width=max(Console().width, 160))  # the results table needs the room, also in a log file
@@ -639,10 +639,7 @@ def main(
         f"[bold]Counter payments[/bold]: {rate:g}/s for {seconds:g}s from {watches:,} {PRODUCT}es to one merchant, "
         f"broker={broker}, db={db}; machine: {machine()}"
     )
-    idle = machine_idle_share()
-    console.print(f"machine idle before the run: {100 * idle:.0f} %")
-    if idle < 0.9:
-        console.print("[yellow]something else is using the CPU: these numbers will be low and noisy[/yellow]")
+    warn_if_busy(console)
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []

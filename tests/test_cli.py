@@ -81,6 +81,28 @@ def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
             placed = {d["name"]: rooms.get(d["room_id"]) for d in detail["devices"]}
             assert placed["Hallway thermostat"] == "Hallway" and placed["Kitchen fridge"] == "Kitchen"
             assert not any(d["labels"].get("site") == "city" for d in detail["devices"])
+            # The demo's money: a wallet with 500.00, a shop the person runs, and the watch able to pay there.
+            assert api.get("/api/v1/wallet", headers=person).json()["balance"] == 500_00
+            (shop,) = api.get("/api/v1/merchants", headers=person).json()["items"]
+            assert shop["name"] == "Corner Coffee (demo)"
+            for _ in range(40):
+                paying = api.get("/api/v1/wallet/payment-devices", headers=person).json()["items"]
+                if paying:
+                    break
+                time.sleep(0.5)
+            (watch,) = paying
+            code = api.get(f"/api/v1/devices/{watch['device_id']}/payment-token/pay-code", headers=person).json()
+            till = {
+                "Authorization": f"Bearer {(tmp_path / 'demo-shop-key').read_text().strip()}",
+                "Idempotency-Key": "k1",
+            }
+            paid = api.post(
+                "/api/v1/merchant/micropay",
+                json={"auth_code": code["code"], "amount": 18_00, "out_trade_no": "latte-1"},
+                headers=till,
+            )
+            assert paid.status_code == 200 and paid.json()["state"] == "SUCCESS", paid.text
+            assert api.get("/api/v1/wallet", headers=person).json()["balance"] == 500_00 - 18_00
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -92,4 +114,4 @@ def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
     assert "Traceback" not in output, output
     assert f"http://127.0.0.1:{http_port}/api/v1" in output  # it says where the API is
     assert "Admin token" in output
-    assert "demo@tosplus.local" in output and "/console/" in output
+    assert "demo@tosplus.local" in output and "/console/" in output and "Corner Coffee (demo)" in output

@@ -161,17 +161,27 @@ async def _serve(settings: Any, demo: bool) -> None:
 async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
     from tosplus.core.tokens import TOKEN_FILE
     from tosplus.services.homes.demo import demo_account, furnish
+    from tosplus.services.payments.demo import SHOP_NAME, let_the_watch_pay, open_wallet_and_shop
     from tosplus.sim.home import run_city, run_home
 
     account = await demo_account(hub, settings.data_dir)
+    user_id = hub.people.accounts.by_email(account.email).id
+    shop_key = await open_wallet_and_shop(hub, user_id, settings.data_dir)
     console.print(
         Panel(
             f"[bold]Console[/bold]  {api}/console/\n"
-            f"[bold]Sign in[/bold]  {account.email}  /  {account.password}   (saved in the data directory)",
+            f"[bold]Sign in[/bold]  {account.email}  /  {account.password}   (saved in the data directory)\n"
+            f"[bold]Shop[/bold]     {SHOP_NAME}: API key {shop_key}\n"
+            f"         charge the watch's pay code (Wallet → Show pay code): POST {api}/api/v1/merchant/micropay",
             title="Demo home",
             expand=False,
         )
     )
+
+    async def furnish_then_pay() -> None:
+        await furnish(hub, account, stop)
+        await let_the_watch_pay(hub, user_id, account.home_id)
+
     token = settings.admin_token or (settings.data_dir / TOKEN_FILE).read_text().strip()
     state = settings.data_dir / "simulated-home.json"
     city_state = settings.data_dir / "simulated-city.json"
@@ -180,7 +190,7 @@ async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
         await asyncio.gather(
             run_home(api, token, stop=stop, state_file=state),
             run_city(api, token, stop=stop, state_file=city_state),
-            furnish(hub, account, stop),
+            furnish_then_pay(),
         )
     except Exception:
         logging.getLogger("tosplus.sim").exception("the simulated home stopped")

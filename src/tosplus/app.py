@@ -14,7 +14,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +34,7 @@ from tosplus.core.tokens import AdminToken, Tokens
 from tosplus.core.twins import Twins
 from tosplus.errors import ConfigError
 from tosplus.services.homes.service import People, open_people
+from tosplus.services.payments.activation import Activations
 from tosplus.services.payments.counter import Counter
 from tosplus.services.payments.idempotency import Idempotency
 from tosplus.services.payments.intents import Intents
@@ -41,8 +42,13 @@ from tosplus.services.payments.refunds import Refunds
 from tosplus.services.payments.risk import RiskControls
 from tosplus.services.payments.service import Payments
 from tosplus.services.payments.webhooks import Webhooks
+from tosplus.services.payments.withdrawals import Withdrawals
 from tosplus.services.scenes.service import Scenes
+from tosplus.services.sessions.sessions import Sessions
 from tosplus.storage.engine import open_database
+
+if TYPE_CHECKING:
+    from tosplus.services.voice.pipeline import Voice
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,9 @@ class Hub:
     idempotency: Idempotency = field(init=False)
     webhooks: Webhooks = field(init=False)
     intents: Intents = field(init=False)
+    activations: Activations = field(init=False)
+    voice: Voice = field(init=False)  # type checking only: imported when the hub is built
+    sessions: Sessions = field(init=False)
 
     def ingest_totals(self) -> tuple[int, int, int]:
         """(accepted, refused, batches) of the main process and every ingest worker."""
@@ -122,13 +131,25 @@ class Hub:
                 await self._start_http()
             if coap and self.settings.coap_port:
                 await self._start_coap()
+            if self.settings.wyoming_uri:
+                await self._start_wyoming(self.settings.wyoming_uri)
         except BaseException:
             await self.stop()
             raise
         return self
 
+    async def _start_wyoming(self, uri: str) -> None:
+        """Serve speech and intents over the Wyoming protocol (services/voice/wyoming_server.py)."""
+        from tosplus.services.voice.wyoming_server import Wyoming
+
+        settings = self.settings
+        wyoming = await Wyoming.open(self, settings.wyoming_api_key, settings.wyoming_home)
+        self._tasks.append(asyncio.create_task(wyoming.serve(uri), name="wyoming"))
+
     async def stop(self) -> None:
         await self._settle_broker()
+        with contextlib.suppress(Exception):
+            await self.counter.quick.close()  # payments accepted are answered before the database goes
         with contextlib.suppress(Exception):
             await self.webhooks.stop()
         for task in self._tasks:
@@ -413,11 +434,21 @@ async def create_hub(settings: Settings) -> Hub:
     )
     await hub.counter.start()
     await Refunds(hub).recover()  # refunds a crash left half-way
+    await Withdrawals(hub).recover()  # withdrawals a crash left half-way
     hub.intents = Intents(hub)
     await hub.intents.start()  # listens for device answers, settles intents a crash left in processing
     hub.idempotency = Idempotency(engine)
+    hub.counter.quick.ttl_ms = hub.idempotency.ttl_ms
     hub.webhooks = Webhooks(engine, allow_insecure_urls=settings.webhooks_allow_insecure)
-    people.binding.on_unbind.append(hub.payments.delete_token)  # an unbound device can no longer pay
+    from tosplus.services.voice.pipeline import build_voice  # numpy, ONNX, hassil: not for ingest workers
+
+    hub.voice = build_voice(hub)  # engines load their models at first use
+    hub.activations = Activations(hub)
+    hub.activations.start()  # devices' activation codes and tokens over MQTT; token changes pushed to devices
+    people.binding.on_unbind.append(hub.activations.on_unbind)  # an unbound device can no longer pay (and is told)
+    hub.sessions = Sessions(hub, max_players=settings.session_max_players)
+    await hub.sessions.load()  # pairing credentials, home settings; ends sessions of unbound screens
+    hub._stack.push_async_callback(hub.sessions.close)
     return hub
 
 

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     webhooks_allow_insecure: bool = Field(
         default=False, description="Let merchants register http:// and local webhook URLs (development only)."
     )
+    wyoming_uri: str | None = Field(
+        default=None, description="Serve speech and intents over the Wyoming protocol here, e.g. tcp://0.0.0.0:10300."
+    )
+    wyoming_api_key: str | None = Field(
+        default=None, description="A person's API key (tpk_...): Wyoming clients act as this person, in their home."
+    )
+    wyoming_home: str | None = Field(default=None, description="The home Wyoming acts in (the person's first home).")
+    session_max_players: int = Field(default=8, ge=1, le=32, description="Players per game on a screen by default.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     device_rate_per_s: float = Field(default=100.0, gt=0, description="Sustained messages/s per device.")
     device_rate_burst: int = Field(default=200, ge=1, description="Burst allowance per device.")

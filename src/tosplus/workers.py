@@ -25,7 +25,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tosplus.core import bus as events
@@ -48,6 +48,10 @@ class _Worker:
     accepted: int = 0
     refused: int = 0
     batches: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # its broker session and subscriptions are up
+
+
+READY_TIMEOUT_S = 60.0  # a worker that cannot subscribe within this stops the hub's start
 
 
 class WorkerPool:
@@ -79,6 +83,11 @@ class WorkerPool:
         for index in range(self.count):
             self.workers.append(self._spawn(index))
         self._supervisor = asyncio.create_task(self._supervise(), name="ingest-workers")
+        # A started hub has its workers subscribed: until then the broker would deal the group's messages to
+        # the main process alone (a worker's start-up — a new interpreter, imports, its database and broker
+        # sessions — takes seconds on a busy machine).
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await asyncio.gather(*(worker.ready.wait() for worker in self.workers))
 
     def _spawn(self, index: int) -> _Worker:
         parent, child = self._ctx.Pipe()
@@ -141,6 +150,8 @@ class WorkerPool:
                 if device_id in self.hub.registry.devices:
                     self.hub.presence.seen(device_id, at)
             self.hub.presence.kick_online_hooks()
+        elif kind == "ready":
+            worker.ready.set()
         elif kind == "stats":
             worker.accepted, worker.refused, worker.batches = message[1], message[2], message[3]
         elif kind == "events":
@@ -283,6 +294,8 @@ async def _worker(settings: Settings, index: int, members: int, conn: multiproce
     publisher.target = client
     await client.start()
     runner = asyncio.create_task(ingest.run())
+    with contextlib.suppress(OSError, ValueError):
+        conn.send(("ready",))
 
     def report() -> None:
         nonlocal outbox

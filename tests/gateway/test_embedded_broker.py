@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.services import free_port
 from tosplus.errors import ConfigError
-from tosplus.gateway import embedded, topic_index, topics
+from tosplus.gateway import embedded_amqtt, topic_index, topics
 from tosplus.gateway.embedded import EmbeddedBroker
 
 HOST = "127.0.0.1"
@@ -443,7 +443,7 @@ async def test_qos1_message_in_flight_when_the_hub_drops_is_delivered_again(brok
 async def test_a_slow_hub_makes_the_broker_stop_reading_devices_without_loss(
     broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "HUB_BACKLOG", 20)
+    monkeypatch.setattr(embedded_amqtt, "HUB_BACKLOG", 20)
     count, payload = 3000, b"p" * 400
     hub_reader, hub_writer, code = await raw_connect(broker.port, HUB_CLIENT_ID, HUB_USER, HUB_PASSWORD, buffer=4096)
     assert code == ACCEPTED

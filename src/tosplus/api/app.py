@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tosplus import __version__
 from tosplus.api import problems
@@ -30,11 +30,22 @@ def create_api(hub_: Hub) -> FastAPI:
     )
     app.state.hub = hub_
     problems.install(app)
-    for module in (hub, products, devices, twins, telemetry, commands, live):
-        app.include_router(module.router, prefix="/api/v1")
-    for router in homes_routers():
+    # FastAPI tries routers in order, at about a microsecond per route passed (~150 µs to reach the last of
+    # ~150 routes): the busiest routes go first — a device's twin, then the payments, where a cashier waits.
+    services = homes_routers()
+    money = [router for router in services if _serves_payments(router)]
+    first = (twins.router, *money, telemetry.router, commands.router, devices.router)
+    for router in (*first, hub.router, products.router, live.router, *(r for r in services if r not in money)):
         app.include_router(router, prefix="/api/v1")
     app.include_router(http_device.router, prefix="/device/v1")
     console.install(app)
     app.add_middleware(BodyLimit, api_limit=4 * 1024 * 1024, device_limit=hub_.settings.max_payload_bytes)
     return app
+
+
+def _serves_payments(router: APIRouter) -> bool:
+    return any(
+        getattr(route, "endpoint", None) is not None
+        and route.endpoint.__module__.startswith("tosplus.services.payments")  # type: ignore[attr-defined]
+        for route in router.routes
+    )

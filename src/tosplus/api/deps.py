@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tosplus.core.tokens import Principal
-from tosplus.errors import Forbidden, Unauthorized
+from tosplus.errors import Forbidden, TosError, Unauthorized
 from tosplus.services.homes.access import Need
 
 if TYPE_CHECKING:
@@ -44,6 +44,19 @@ async def get_principal(
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def websocket_principal(websocket: WebSocket, token: str | None) -> Principal | None:
+    """Who opens this WebSocket: ``Authorization: Bearer`` or, where a browser cannot set headers, ``?token=``.
+    None after closing it with 4401 when neither is valid."""
+    header = websocket.headers.get("authorization", "")
+    presented = header[7:] if header.lower().startswith("bearer ") else (token or "")
+    try:
+        principal: Principal = await websocket.app.state.hub.people.auth.verify(presented)
+    except TosError:
+        await websocket.close(code=4401, reason="a valid bearer token is required")
+        return None
+    return principal
 
 
 async def require_operator(principal: Caller) -> Principal:

@@ -23,6 +23,7 @@ DEVICE_EVENT = "event"
 DEVICE_LIFECYCLE = "device"
 PRODUCT_LIFECYCLE = "product"
 BINDING_REQUESTED = "binding_requested"  # a device asks for a binding code to show (services/homes answers)
+PAYMENT_REQUESTED = "payment_requested"  # a device asks for an activation code or its payment token
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,7 @@ class Batch:
     responses: list[tuple[str, str, Any, Inbound]] = field(default_factory=list)
     live_telemetry: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     binding_requests: list[str] = field(default_factory=list)
+    payment_requests: list[tuple[str, str]] = field(default_factory=list)  # (device id, "activate" | "token")
     verdicts: list[tuple[Inbound, TosError | None]] = field(default_factory=list)
 
 
@@ -291,6 +292,8 @@ class Ingest:
                 batch.responses.append((device.id, route.name, codec.decode_json(payload), message))
             elif kind is Kind.BIND_REQUEST:
                 batch.binding_requests.append(device.id)
+            elif kind is Kind.PAY_ACTIVATE_REQUEST or kind is Kind.PAY_TOKEN_REQUEST:
+                batch.payment_requests.append((device.id, "activate" if kind is Kind.PAY_ACTIVATE_REQUEST else "token"))
             elif kind is Kind.STATUS:
                 if not payload:
                     return None  # clearing the retained status message: nothing to record
@@ -317,6 +320,8 @@ class Ingest:
             self.bus.fire(Event(events.DEVICE_EVENT, row["device_id"], {"name": row["name"], "data": row["data"]}, now))
         for device_id in batch.binding_requests:
             self.bus.fire(Event(events.BINDING_REQUESTED, device_id, {}, now))
+        for device_id, what in batch.payment_requests:
+            self.bus.fire(Event(events.PAYMENT_REQUESTED, device_id, {"request": what}, now))
         for row in batch.dead:
             device_id = row["device_id"]
             self.bus.fire(Event(events.DEAD_LETTER, device_id, {"topic": row["topic"], "reason": row["reason"]}, now))

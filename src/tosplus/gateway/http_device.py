@@ -86,3 +86,11 @@ async def payment_token(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
     """The device's payment token number and pay-code key, once its owner enabled payment on it."""
     credentials: dict[str, Any] = hub.payments.device_credentials(device.id)
     return credentials
+
+
+@router.post("/payment-activation", status_code=201)
+async def payment_activation(hub: HubDep, device: DeviceDep) -> dict[str, Any]:
+    """A code (with its ``tosplus:pay:`` uri and QR code) for a person to scan to enable payment on this device
+    (``pay/activate/request`` over MQTT); 409 when the device is in no home or payment is enabled already."""
+    issued = await hub.activations.issue(device.id)
+    return dict(issued.to_json(with_qr=True))

@@ -1,8 +1,9 @@
 """The topic scheme of the device protocol ``tos/v1`` (see docs/protocol.md).
 
 Device → hub: ``telemetry``, ``twin/reported``, ``events/{name}``, ``commands/{request_id}/response``,
-``status``, ``bind/request``. Hub → device: ``twin/desired`` (retained), ``twin/delta``, ``commands/{request_id}``,
-``errors``, ``bind/code``.
+``status``, ``bind/request``, ``pay/activate/request``, ``pay/token/request``. Hub → device: ``twin/desired``
+(retained), ``twin/delta``, ``commands/{request_id}``, ``errors``, ``bind/code``, ``pay/activate/code``,
+``pay/token`` (never retained: it carries the pay-code key).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class Kind(str, Enum):
     COMMAND_RESPONSE = "commands/response"
     STATUS = "status"
     BIND_REQUEST = "bind/request"
+    PAY_ACTIVATE_REQUEST = "pay/activate/request"
+    PAY_TOKEN_REQUEST = "pay/token/request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,10 @@ def parse(topic: str) -> Route | None:
         return Route(device_id, Kind.STATUS)
     if rest == ["bind", "request"]:
         return Route(device_id, Kind.BIND_REQUEST)
+    if rest == ["pay", "activate", "request"]:
+        return Route(device_id, Kind.PAY_ACTIVATE_REQUEST)
+    if rest == ["pay", "token", "request"]:
+        return Route(device_id, Kind.PAY_TOKEN_REQUEST)
     if len(rest) == 2 and rest[0] == "events" and rest[1]:
         return Route(device_id, Kind.EVENT, rest[1])
     if len(rest) == 3 and rest[0] == "commands" and rest[2] == "response" and rest[1]:
@@ -102,6 +109,15 @@ def binding_code(device_id: str) -> str:
     return f"{PREFIX}{device_id}/bind/code"
 
 
+def payment_activation_code(device_id: str) -> str:
+    return f"{PREFIX}{device_id}/pay/activate/code"
+
+
+def payment_token(device_id: str) -> str:
+    """The device's payment credentials or their new status; published with QoS 1, never retained."""
+    return f"{PREFIX}{device_id}/pay/token"
+
+
 def device_publish_filters(device_id: str) -> tuple[str, ...]:
     """What a device may publish: only the device → hub topics of its own subtree.
 
@@ -116,6 +132,8 @@ def device_publish_filters(device_id: str) -> tuple[str, ...]:
         f"{own}commands/+/response",
         f"{own}status",
         f"{own}bind/request",
+        f"{own}pay/activate/request",
+        f"{own}pay/token/request",
     )
 
 
@@ -139,4 +157,6 @@ HUB_SUBSCRIPTIONS = (
     f"{PREFIX}+/commands/+/response",
     f"{PREFIX}+/status",
     f"{PREFIX}+/bind/request",
+    f"{PREFIX}+/pay/activate/request",
+    f"{PREFIX}+/pay/token/request",
 )

@@ -5,17 +5,23 @@ nothing else from tosplus. See docs/sdk.md.
 """
 
 from tosplus.sdk.buffer import Entry, MemoryOutbox, Outbox, SqliteOutbox, outbox_path
-from tosplus.sdk.client import CommandHandler, DesiredHandler, DeviceClient, DeviceError, ErrorHandler
+from tosplus.sdk.client import CommandHandler, DesiredHandler, DeviceClient, ErrorHandler
+from tosplus.sdk.errors import DeviceError
+from tosplus.sdk.payments import DevicePayments, PaymentCredentials, PaymentError, PaymentRequest
 
 __all__ = [
     "CommandHandler",
     "DesiredHandler",
     "DeviceClient",
     "DeviceError",
+    "DevicePayments",
     "Entry",
     "ErrorHandler",
     "MemoryOutbox",
     "Outbox",
+    "PaymentCredentials",
+    "PaymentError",
+    "PaymentRequest",
     "SqliteOutbox",
     "outbox_path",
 ]

@@ -38,6 +38,8 @@ import aiomqtt
 import orjson
 
 from tosplus.sdk.buffer import MemoryOutbox, Outbox, SqliteOutbox, outbox_path
+from tosplus.sdk.errors import DeviceError
+from tosplus.sdk.payments import DevicePayments, PaymentCredentials
 
 log = logging.getLogger("tosplus.sdk")
 
@@ -52,10 +54,6 @@ ErrorHandler = Callable[[dict[str, Any]], Any]
 
 _NAME = re.compile(r"^[^/+#\s]+$")
 _RECENT_COMMANDS = 256
-
-
-class DeviceError(Exception):
-    """Misuse of the SDK, or a wait (``flush``, ``wait_connected``) that timed out."""
 
 
 @dataclass(slots=True)
@@ -170,6 +168,10 @@ class DeviceClient:
         self._t_errors = base + "errors"
         self._t_bind_code = base + "bind/code"
         self._binding_waiters: list[asyncio.Future[dict[str, Any]]] = []
+        self.payments = DevicePayments(
+            device_id, lambda suffix, body: self._enqueue(base + suffix, body), self.on_command
+        )
+        """Payment on this device: activation codes, the token, pay codes, confirmation prompts (sdk/payments.py)."""
 
         self._outbox: Outbox | None = None
         self._pending_reported: dict[str, Any] = {}
@@ -368,6 +370,18 @@ class DeviceClient:
             if waiter in self._binding_waiters:
                 self._binding_waiters.remove(waiter)
 
+    async def request_payment_activation(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """A code (and ``uri``, ``qr_svg``) for a person to scan to enable payment on this device."""
+        return await self.payments.request_activation(timeout_s)
+
+    async def payment_token(self, timeout_s: float = 10.0) -> PaymentCredentials | None:
+        """Fetch this device's payment token (kept in memory and kept up to date); ``None`` unless active."""
+        return await self.payments.fetch_token(timeout_s)
+
+    def pay_code(self) -> str:
+        """The pay code to show now; :class:`~tosplus.sdk.payments.PaymentError` when payment is off."""
+        return self.payments.pay_code()
+
     def _enqueue(self, topic: str, payload: bytes) -> None:
         if self._outbox is None:
             raise DeviceError("the client is not started (use 'async with DeviceClient(...)')")
@@ -455,11 +469,14 @@ class DeviceClient:
                 (f"{self._base}commands/+", 1),
                 (self._t_errors, 1),
                 (self._t_bind_code, 1),
+                (self._base + "pay/activate/code", 1),
+                (self._base + "pay/token", 1),
             ]
         )
         await client.publish(self._t_status, b"online", qos=1, retain=True)
         self.connects += 1
         self._connected.set()
+        self.payments.connected()
         log.info("%s: connected to %s:%d", self.device_id, self.host, self.port)
         receiver = asyncio.create_task(self._receiver(client))
         sender = asyncio.create_task(self._sender(client))
@@ -572,6 +589,8 @@ class DeviceClient:
             self._on_hub_error(payload)
         elif rest == "bind/code":
             self._answer_binding_waiters(payload)
+        elif rest.startswith("pay/"):
+            self.payments.receive(rest, payload)
         elif rest.startswith("commands/"):
             request_id = rest[len("commands/") :]
             if request_id and "/" not in request_id:
@@ -702,6 +721,7 @@ class DeviceClient:
             doc = {"reason": doc}
         if str(doc.get("topic", "")).endswith("/bind/request"):
             self._answer_binding_waiters(b"", str(doc.get("reason")))
+        self.payments.refused(doc)
         log.warning("%s: the hub refused a message on %s: %s", self.device_id, doc.get("topic"), doc.get("reason"))
         for handler in list(self._error_handlers):
             task = asyncio.create_task(self._call_error_handler(handler, doc))

@@ -289,6 +289,8 @@ class SimDevice:
             lambda doc: log.warning("%s: hub refused %s: %s", self.device_id, doc.get("topic"), doc.get("reason"))
         )
         await client.start()
+        if "confirm_payment" in self.model.actions:
+            client.payments.follow()  # its payment token arrives once a person activates payment on it
         self.client = client
         self._last_reported = {}
         await self.report_changes()

@@ -12,8 +12,8 @@ import contextlib
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from tosplus.api.deps import websocket_principal
 from tosplus.core.bus import Event
-from tosplus.errors import TosError
 from tosplus.services.homes.access import Need
 
 router = APIRouter(tags=["live"])
@@ -30,12 +30,8 @@ async def live(
     token: str | None = None,
 ) -> None:
     hub = websocket.app.state.hub
-    header = websocket.headers.get("authorization", "")
-    presented = header[7:] if header.lower().startswith("bearer ") else (token or "")
-    try:
-        principal = await hub.people.auth.verify(presented)
-    except TosError:
-        await websocket.close(code=4401, reason="a valid bearer token is required")
+    principal = await websocket_principal(websocket, token)
+    if principal is None:
         return
     await websocket.accept()
     devices = set(device_id)

@@ -5,7 +5,7 @@ Writes share transactions through group commit, so auditing every command costs 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,7 +15,32 @@ from tosplus.core.tokens import Principal
 from tosplus.services.homes import tables as t
 from tosplus.storage.group_commit import GroupCommit
 
-_INSERT = sa.insert(t.audit_log)
+# Also for services that write audit rows in their own transactions (an executemany of audit_row()s).
+INSERT = sa.insert(t.audit_log)
+
+
+class Where(TypedDict, total=False):
+    """What an audit row says besides who did what: where, to what, and the details."""
+
+    home_id: str | None
+    device_id: str | None
+    detail: dict[str, Any] | None
+    ip: str | None
+    actor_label: str | None  # the actor's name when there is no principal (e.g. "payment counter")
+
+
+def audit_row(actor: Principal | None, action: str, **where: Unpack[Where]) -> dict[str, Any]:
+    """One row of the audit log."""
+    return {
+        "at": now_ms(),
+        "actor_id": actor.user_id or actor.id if actor else None,
+        "actor": where.get("actor_label") or (actor.name if actor else "hub"),
+        "home_id": where.get("home_id"),
+        "device_id": where.get("device_id"),
+        "action": action,
+        "detail": where.get("detail"),
+        "ip": where.get("ip"),
+    }
 
 
 class Audit:
@@ -23,30 +48,8 @@ class Audit:
         self.engine = engine
         self._writes = GroupCommit(engine)
 
-    async def record(
-        self,
-        actor: Principal | None,
-        action: str,
-        *,
-        home_id: str | None = None,
-        device_id: str | None = None,
-        detail: dict[str, Any] | None = None,
-        ip: str | None = None,
-        actor_label: str | None = None,
-    ) -> None:
-        await self._writes.execute(
-            _INSERT,
-            {
-                "at": now_ms(),
-                "actor_id": actor.user_id or actor.id if actor else None,
-                "actor": actor_label or (actor.name if actor else "hub"),
-                "home_id": home_id,
-                "device_id": device_id,
-                "action": action,
-                "detail": detail,
-                "ip": ip,
-            },
-        )
+    async def record(self, actor: Principal | None, action: str, **where: Unpack[Where]) -> None:
+        await self._writes.execute(INSERT, audit_row(actor, action, **where))
 
     async def list(
         self,

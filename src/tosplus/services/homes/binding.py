@@ -4,11 +4,14 @@ A code is 8 characters of Crockford base32 (40 bits), single-use, and stored onl
 devices ask for a fresh code that lives 10 minutes; sticker codes are issued at the factory and live as long as
 the maker chooses. A device bound to a home accepts no new code until its owner unbinds it; unbinding revokes
 its credentials, empties its twin and erases its history, so the next owner starts clean.
+
+:class:`DeviceCodes` is the store of such codes (issue, claim once); payment activation codes
+(services/payments/activation.py) live in it too, with their own kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,7 @@ CODE_LENGTH = 8
 SCREEN_TTL_S = 600
 MAX_STICKER_DAYS = 5 * 365
 URI_PREFIX = "tosplus:bind:"
+BINDING_KINDS = ("screen", "sticker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +41,11 @@ class IssuedCode:
     code: str  # grouped for people: XXXX-XXXX
     kind: str
     expires_at: int
+    uri_prefix: str = URI_PREFIX
 
     @property
     def uri(self) -> str:
-        return URI_PREFIX + self.code.replace("-", "")
+        return self.uri_prefix + self.code.replace("-", "")
 
     def to_json(self, *, with_qr: bool = False) -> dict[str, Any]:
         """With ``with_qr``, also the QR code of the uri as an SVG (for a sticker or a screen); ~1 KB."""
@@ -56,24 +61,27 @@ class IssuedCode:
         return doc
 
 
-class Binding:
-    def __init__(self, engine: AsyncEngine, registry: Registry, twins: Twins, homes: Homes) -> None:
+class CodeRefused(NotFound):
+    """A code that cannot be claimed; ``reason`` is ``unknown`` (never issued, mistyped, or of another kind),
+    ``used`` or ``expired``; ``device_id`` the device it stood for, when it did."""
+
+    def __init__(self, detail: str, reason: str, device_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.device_id = device_id
+
+
+class DeviceCodes:
+    """Short codes that stand for one device for a while and can be claimed once, in ``binding_codes``: binding
+    codes (kinds ``screen`` and ``sticker``) and payment activation codes (``payment``). Only the SHA-256 of a
+    code is stored; a claim marks it used with a conditional update, so of two people typing the same code at
+    once only one wins."""
+
+    def __init__(self, engine: AsyncEngine, registry: Registry) -> None:
         self.engine = engine
         self.registry = registry
-        self.twins = twins
-        self.homes = homes
-        self.misses = FailureLimiter(10, 600, "binding codes")
-        # Other services' clean-up when a device leaves its home (payments deletes its payment token).
-        self.on_unbind: list[Callable[[str], Awaitable[None]]] = []
 
-    async def issue(self, device_id: str, *, kind: str = "screen", valid_s: int = SCREEN_TTL_S) -> IssuedCode:
-        self.registry.device(device_id)
-        if device_id in self.homes.device_home:
-            raise Conflict("this device belongs to a home; its owner must unbind it before it can be bound again")
-        if kind not in ("screen", "sticker"):
-            raise InvalidInput("kind must be screen or sticker")
-        if not 60 <= valid_s <= MAX_STICKER_DAYS * 86400:
-            raise InvalidInput(f"a code must be valid for 1 minute to {MAX_STICKER_DAYS} days")
+    async def issue(self, device_id: str, kind: str, valid_s: int, uri_prefix: str = URI_PREFIX) -> IssuedCode:
         code, moment = codes.new_code(CODE_LENGTH), now_ms()
         async with self.engine.begin() as conn:
             # Expired codes of this device go now, so the table holds only what could still be used.
@@ -91,7 +99,59 @@ class Binding:
                     expires_at=moment + valid_s * 1000,
                 )
             )
-        return IssuedCode(device_id, codes.grouped(code), kind, moment + valid_s * 1000)
+        return IssuedCode(device_id, codes.grouped(code), kind, moment + valid_s * 1000, uri_prefix)
+
+    async def claim(self, code: str, kinds: Collection[str], check: Callable[[str], None] | None = None) -> str:
+        """Use ``code`` (one of ``kinds``) once; the device it stands for. ``check(device_id)`` runs before the
+        code is marked used: what it raises leaves the code usable. CodeRefused says why a code is no good."""
+        digest, moment = hash_secret(codes.normalise(code)), now_ms()
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(t.binding_codes).where(t.binding_codes.c.code_hash == digest))).first()
+            if row is None or row.kind not in kinds or row.device_id not in self.registry.devices:
+                raise CodeRefused("no device is waiting with this code (it may be mistyped)", "unknown")
+            device_id = str(row.device_id)
+            if row.used_at is not None:
+                raise CodeRefused("this code has been used already; ask the device for a new one", "used", device_id)
+            if row.expires_at <= moment:
+                raise CodeRefused("this code has expired; ask the device for a new one", "expired", device_id)
+            if check is not None:
+                check(device_id)
+            won = await conn.execute(
+                sa.update(t.binding_codes)
+                .where(t.binding_codes.c.code_hash == digest, t.binding_codes.c.used_at.is_(None))
+                .values(used_at=moment)
+            )
+            if won.rowcount != 1:
+                raise CodeRefused("this code has just been used", "used", device_id)
+        return device_id
+
+    async def forget(self, device_id: str) -> None:
+        """Every code of the device, of every kind, goes (the device left its home)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(t.binding_codes).where(t.binding_codes.c.device_id == device_id))
+
+
+class Binding:
+    def __init__(self, engine: AsyncEngine, registry: Registry, twins: Twins, homes: Homes) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.twins = twins
+        self.homes = homes
+        self.codes = DeviceCodes(engine, registry)
+        self.misses = FailureLimiter(10, 600, "binding codes")
+        # Other services' clean-up when a device leaves its home (payments deletes its payment token). They run
+        # before the device's credentials are revoked, so they can still tell a connected device.
+        self.on_unbind: list[Callable[[str], Awaitable[None]]] = []
+
+    async def issue(self, device_id: str, *, kind: str = "screen", valid_s: int = SCREEN_TTL_S) -> IssuedCode:
+        self.registry.device(device_id)
+        if device_id in self.homes.device_home:
+            raise Conflict("this device belongs to a home; its owner must unbind it before it can be bound again")
+        if kind not in ("screen", "sticker"):
+            raise InvalidInput("kind must be screen or sticker")
+        if not 60 <= valid_s <= MAX_STICKER_DAYS * 86400:
+            raise InvalidInput(f"a code must be valid for 1 minute to {MAX_STICKER_DAYS} days")
+        return await self.codes.issue(device_id, kind, valid_s)
 
     async def claim(self, home_id: str, code: str, room_id: str | None, by: str, client: str) -> str:
         """Bind the device waiting with ``code`` to the home; its id. Misses count against the caller."""
@@ -99,41 +159,27 @@ class Binding:
         if room_id is not None:
             self.homes.room(home_id, room_id)
         self.misses.check(by, client)
-        digest, moment = hash_secret(codes.normalise(code)), now_ms()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.binding_codes).where(
-                        t.binding_codes.c.code_hash == digest,
-                        t.binding_codes.c.used_at.is_(None),
-                        t.binding_codes.c.expires_at > moment,
-                    )
-                )
-            ).first()
-            if row is None or row.device_id not in self.registry.devices:
-                self.misses.failed(by, client)
-                raise NotFound("no device is waiting with this code (it may be mistyped, expired or used)")
-            if row.device_id in self.homes.device_home:
+
+        def unbound(device_id: str) -> None:
+            if device_id in self.homes.device_home:
                 raise Conflict("this device belongs to a home already; its owner must unbind it first")
-            # Single use, even when two people type the same code at once: only one update wins.
-            won = await conn.execute(
-                sa.update(t.binding_codes)
-                .where(t.binding_codes.c.code_hash == digest, t.binding_codes.c.used_at.is_(None))
-                .values(used_at=moment)
-            )
-            if won.rowcount != 1:
-                raise NotFound("this code has just been used")
-        await self.homes.place_device(home_id, row.device_id, room_id, by)
-        return str(row.device_id)
+
+        try:
+            device_id = await self.codes.claim(code, BINDING_KINDS, unbound)
+        except CodeRefused:
+            self.misses.failed(by, client)
+            # One answer for every reason: which codes exist, or existed, is nobody's business here.
+            raise NotFound("no device is waiting with this code (it may be mistyped, expired or used)") from None
+        await self.homes.place_device(home_id, device_id, room_id, by)
+        return device_id
 
     async def unbind(self, device_id: str) -> str | None:
         """Release the device from its home; the home it was in."""
         home_id = await self.homes.remove_device(device_id)
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(t.binding_codes).where(t.binding_codes.c.device_id == device_id))
+        await self.codes.forget(device_id)
+        for hook in self.on_unbind:
+            await hook(device_id)
         await self.registry.revoke_credentials(device_id)
         await self.twins.reset(device_id)
         await self.registry.erase_history(device_id)
-        for hook in self.on_unbind:
-            await hook(device_id)
         return home_id

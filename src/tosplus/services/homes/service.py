@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,13 +57,25 @@ class People:
 
     async def _answer_binding_request(self, device_id: str) -> None:
         """A screen device asked for a code to show: send it one, or say why not on its errors topic."""
+
+        async def code() -> dict[str, Any]:
+            return (await self.binding.issue(device_id)).to_json()
+
+        await self.answer_device(device_id, "bind/request", topics.binding_code(device_id), code)
+
+    async def answer_device(
+        self, device_id: str, request: str, answer_topic: str, work: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        """Answer a device's request (``request``: its topic under the device, e.g. ``bind/request``) with what
+        ``work`` returns on ``answer_topic`` (QoS 1, not retained), or with the reason it raised on the device's
+        errors topic, naming the request's topic."""
         try:
-            issued = await self.binding.issue(device_id)
+            answer = await work()
         except TosError as exc:
-            reason = {"topic": topics.PREFIX + device_id + "/bind/request", "reason": exc.detail, "at": now_ms()}
+            reason = {"topic": f"{topics.PREFIX}{device_id}/{request}", "reason": exc.detail, "at": now_ms()}
             self.publisher.publish(topics.errors(device_id), orjson.dumps(reason), qos=1)
         else:
-            self.publisher.publish(topics.binding_code(device_id), orjson.dumps(issued.to_json()), qos=1)
+            self.publisher.publish(answer_topic, orjson.dumps(answer), qos=1)
 
 
 async def open_people(

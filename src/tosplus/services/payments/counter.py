@@ -32,6 +32,8 @@ from tosplus.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tosplus.services.payments import ledger_types as r
 from tosplus.services.payments import tables_intents, webhooks
 from tosplus.services.payments import tables_payments as t
+from tosplus.services.payments.counter_quick import QuickLane
+from tosplus.services.payments.idempotency import Idempotency, RequestIdentity, StoredResponse
 from tosplus.services.payments.ledger_types import NewTransfer, TransferFlags
 from tosplus.services.payments.paycode import PayCodeError, PayCodeVerifier, parse
 from tosplus.services.payments.risk import RiskControls
@@ -96,6 +98,7 @@ class Counter:
         self.lock = asyncio.Lock()  # orders change state one at a time
         self.confirm_s = CONFIRM_S  # how long the person has to confirm on the device
         self.risk = RiskControls()
+        self.quick = QuickLane(self)  # the plain payments, many to one transaction
 
     def _key_for(self, token_number: int) -> bytes | None:
         token = self.payments.token_by_number(token_number)
@@ -108,10 +111,19 @@ class Counter:
     # -- micropay ---------------------------------------------------------------------------------------------
 
     async def micropay(
-        self, merchant: Merchant, auth_code: str, amount: int, out_trade_no: str, description: str | None
+        self,
+        merchant: Merchant,
+        auth_code: str,
+        amount: int,
+        out_trade_no: str,
+        description: str | None,
+        *,
+        velocity_counted: bool = False,
     ) -> dict[str, Any]:
+        """The regular path, for every case (the quick lane takes the plain ones first: counter_quick.py);
+        ``velocity_counted``: the quick lane already let this payment through the velocity limits."""
         _amount(amount, "amount")
-        if not _TRADE_NO.match(out_trade_no):
+        if not self.trade_no_ok(out_trade_no):
             raise InvalidInput("out_trade_no must be 1-64 letters, digits or _ . : -")
         known = await self._order(merchant.id, out_trade_no)
         if known is not None:
@@ -119,25 +131,11 @@ class Counter:
                 raise Conflict(f"order {out_trade_no} exists with another amount")
             return public(known)
         token = await self._verify(auth_code, merchant, amount)
-        reason = await self._refusal(token, amount)
-        order = {
-            "id": new_id("ord"),
-            "merchant_id": merchant.id,
-            "out_trade_no": out_trade_no,
-            "amount": amount,
-            "currency": merchant.currency,
-            "description": description,
-            "token_id": token.id,
-            "user_id": token.user_id,
-            "device_id": token.device_id,
-            "state": CLOSED if reason else PROCESSING,
-            "reason": reason,
-            "transfer_id": None,
-            "command_id": None,
-            "fee": amount * merchant.fee_bps // 10_000,
-            "created_at": now_ms(),
-            "updated_at": now_ms(),
-        }
+        reason = await self._refusal(token, amount, velocity_counted=velocity_counted)
+        order = self.new_order(
+            merchant, token, amount, out_trade_no, description, state=CLOSED if reason else PROCESSING
+        )
+        order["reason"] = reason
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(t.orders).values(**order))
         if reason:
@@ -146,6 +144,67 @@ class Counter:
         if amount > token.confirm_above:
             return public(await self._ask_device(order, merchant, token))
         return public(await self._pay_now(order, merchant))
+
+    async def pay_request(
+        self,
+        idempotency: Idempotency,
+        identity: RequestIdentity,
+        merchant: Merchant,
+        auth_code: str,
+        amount: int,
+        out_trade_no: str,
+        description: str | None,
+    ) -> tuple[StoredResponse, bool]:
+        """A micropay request as the API gets it: the quick lane if it can, else the regular path behind the
+        request's Idempotency-Key. The answer, and whether it replays an earlier one."""
+        quick = await self.quick.pay(merchant, identity, auth_code, amount, out_trade_no, description)
+        if quick.answer is not None:
+            return quick.answer, False
+
+        async def act() -> StoredResponse:
+            order = await self.micropay(
+                merchant, auth_code, amount, out_trade_no, description, velocity_counted=quick.velocity_counted
+            )
+            return StoredResponse.of_json(order)
+
+        return await idempotency.run(identity.scope, identity.key, identity.fingerprint, act)
+
+    @staticmethod
+    def trade_no_ok(out_trade_no: str) -> bool:
+        return bool(_TRADE_NO.match(out_trade_no))
+
+    @staticmethod
+    def new_order(
+        merchant: Merchant, token: PaymentToken, amount: int, out_trade_no: str, description: str | None, *, state: str
+    ) -> dict[str, Any]:
+        """A new order's row (a ``SUCCESS`` one is paid by :meth:`payment_transfers`, pay:<order id>)."""
+        moment = now_ms()
+        order_id = new_id("ord")
+        return {
+            "id": order_id,
+            "merchant_id": merchant.id,
+            "out_trade_no": out_trade_no,
+            "amount": amount,
+            "currency": merchant.currency,
+            "description": description,
+            "token_id": token.id,
+            "user_id": token.user_id,
+            "device_id": token.device_id,
+            "state": state,
+            "reason": None,
+            "transfer_id": f"pay:{order_id}" if state == SUCCESS else None,
+            "command_id": None,
+            "fee": amount * merchant.fee_bps // 10_000,
+            "created_at": moment,
+            "updated_at": moment,
+        }
+
+    def payment_transfers(self, order: dict[str, Any], merchant: Merchant) -> list[NewTransfer]:
+        """An order paid at once: the wallet pays the merchant and the merchant the fee, linked (both or none)."""
+        transfers = self._transfers(order, merchant.account, pending=False) + self._fee(order, merchant.account)
+        if len(transfers) == 2:
+            transfers[0] = _linked(transfers[0])
+        return transfers
 
     async def _verify(self, auth_code: str, merchant: Merchant, amount: int) -> PaymentToken:
         try:
@@ -173,10 +232,10 @@ class Counter:
             raise Forbidden("payment on this device is suspended by its owner")
         return token
 
-    async def _refusal(self, token: PaymentToken, amount: int) -> str | None:
+    async def _refusal(self, token: PaymentToken, amount: int, *, velocity_counted: bool = False) -> str | None:
         if amount > token.per_payment_limit:
             return f"over this device's limit of {token.per_payment_limit} per payment"
-        too_fast = self.risk.velocity_refusal(token.id, token.user_id)
+        too_fast = None if velocity_counted else self.risk.velocity_refusal(token.id, token.user_id)
         if too_fast:
             return too_fast
         day_start = now_ms() // 86_400_000 * 86_400_000  # the day in UTC
@@ -219,9 +278,7 @@ class Counter:
         ]
 
     async def _pay_now(self, order: dict[str, Any], merchant: Merchant) -> dict[str, Any]:
-        transfers = self._transfers(order, merchant.account, pending=False) + self._fee(order, merchant.account)
-        if len(transfers) == 2:
-            transfers[0] = _linked(transfers[0])
+        transfers = self.payment_transfers(order, merchant)
         results = await self.payments.ledger.create_transfers(transfers)
         if all(res in r.SUCCEEDED for res in results):
             return await self._set_state(order["id"], SUCCESS, transfer_id=transfers[0].id)
@@ -242,13 +299,16 @@ class Counter:
             "merchant": merchant.name,
             "description": order["description"] or "",
         }
-        command = await self.hub.commands.send(
-            token.device_id, "confirm_payment", params, timeout_s=self.confirm_s, wait=False
-        )
-        self._by_command[command.id] = order["id"]
-        updated = await self._set_state(
-            order["id"], USERPAYING, transfer_id=f"pay:{order['id']}", command_id=command.id
-        )
+        # Under the lock: a quick device answers before USERPAYING is written, and _confirmation (which takes
+        # the lock) would otherwise find the order still PROCESSING and drop the answer.
+        async with self.lock:
+            command = await self.hub.commands.send(
+                token.device_id, "confirm_payment", params, timeout_s=self.confirm_s, wait=False
+            )
+            self._by_command[command.id] = order["id"]
+            updated = await self._set_state(
+                order["id"], USERPAYING, transfer_id=f"pay:{order['id']}", command_id=command.id
+            )
         if command.state in FINAL:  # the device is offline: the command failed at once
             await self._confirmation(order["id"], command.state, command.result)
             updated = await self._order_by_id(order["id"])
@@ -490,6 +550,4 @@ def _order_json(row: Any) -> dict[str, Any]:
     return {str(k): v for k, v in row.items()}  # plain str keys: orjson refuses SQLAlchemy's quoted names
 
 
-def public(order: dict[str, Any]) -> dict[str, Any]:
-    """The order as its merchant sees it: never who paid (no user, no token)."""
-    return {k: v for k, v in order.items() if k not in ("user_id", "token_id", "command_id")}
+public = t.public_order

@@ -306,18 +306,54 @@ class Idempotency:
                 return total
 
 
+@dataclass(frozen=True, slots=True)
+class RequestIdentity:
+    """What makes two requests "the same" for an idempotency key: the scope (caller, method, route), the key
+    (None when the request has none) and the fingerprint of method, path with query, and body."""
+
+    scope: str
+    key: str | None
+    fingerprint: str
+
+
+async def identify(request: Request, scope: str) -> RequestIdentity:
+    """The request's identity, with ``scope`` naming the caller (e.g. ``f"merchant:{merchant.id}"``); the
+    route's method and path template are added to it."""
+    template = getattr(request.scope.get("route"), "path", request.url.path)
+    path = request.url.path
+    if request.url.query:
+        path += "?" + urlencode(sorted(request.query_params.multi_items()))
+    digest = fingerprint(request.method, path, await request.body())
+    return RequestIdentity(f"{scope} {request.method} {template}", request.headers.get(HEADER), digest)
+
+
+def done_row(identity: RequestIdentity, answer: StoredResponse, moment: int, ttl_ms: int) -> dict[str, Any]:
+    """The key's row with its answer, for a caller that acts and stores the key in one transaction (the
+    counter's batches): the insert itself is then the claim, and a conflict means another request had it."""
+    return {
+        "scope": identity.scope,
+        "key": identity.key,
+        "fingerprint": identity.fingerprint,
+        "state": "done",
+        "lock_id": None,
+        "locked_at": None,
+        "status": answer.status,
+        "media_type": answer.media_type,
+        "headers": [list(h) for h in answer.headers] or None,
+        "body": answer.body,
+        "created_at": moment,
+        "expires_at": moment + ttl_ms,
+    }
+
+
 async def idempotent(
     request: Request, store: Idempotency, scope: str, action: Action, *, require_key: bool = True
 ) -> Response:
     """Answer a money-moving request through ``store``: for a route, with ``scope`` naming the caller (e.g.
     ``f"merchant:{merchant.id}"``); the route's method and path template are added to it. The fingerprint
     covers the method, the path with its query and the body."""
-    template = getattr(request.scope.get("route"), "path", request.url.path)
-    path = request.url.path
-    if request.url.query:
-        path += "?" + urlencode(sorted(request.query_params.multi_items()))
-    digest = fingerprint(request.method, path, await request.body())
+    identity = await identify(request, scope)
     answer, replayed = await store.run(
-        f"{scope} {request.method} {template}", request.headers.get(HEADER), digest, action, require_key=require_key
+        identity.scope, identity.key, identity.fingerprint, action, require_key=require_key
     )
     return answer.to_response(replayed=replayed)

@@ -19,12 +19,13 @@ cluster).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tosplus.core.ids import now_ms
 from tosplus.services.payments import ledger_store as store
@@ -208,28 +209,35 @@ class Ledger:
     async def create_transfers(self, transfers: Sequence[NewTransfer]) -> list[str]:
         """Create the transfers in order; one result code each (``ok`` or ``exists`` mean it is recorded)."""
         async with self._lock:
-            now = now_ms()
-            existing = await store.fetch_transfers(self.engine, [t.id for t in transfers if _ID.match(t.id)])
-            pending_ids = [t.pending_id for t in transfers if t.pending_id]
-            await self._load_pending(pending_ids)
-            await self._load_accounts(
-                [t.debit_account_id for t in transfers]
-                + [t.credit_account_id for t in transfers]
-                + [p.transfer.debit_account_id for i in pending_ids if (p := self._pending.get(i))]
-                + [p.transfer.credit_account_id for i in pending_ids if (p := self._pending.get(i))]
-            )
             batch = _Batch()
-            results: list[str] = [""] * len(transfers)
-            start = 0
-            while start < len(transfers):
-                end = start
-                while end < len(transfers) - 1 and transfers[end].flags & _LINKED:
-                    end += 1
-                self._apply_chain(transfers, start, end, existing, batch, results, now)
-                start = end + 1
+            results = await self._apply_all(transfers, batch, fresh=False)
             if batch.new_transfers:
                 await self._write(batch)
             return results
+
+    async def _apply_all(self, transfers: Sequence[NewTransfer], batch: _Batch, *, fresh: bool) -> list[str]:
+        """Apply the transfers (chains all or nothing) onto ``batch``; ``fresh``: their ids were never used
+        (derived from a new id), so the database is not asked, and its primary key is the only check."""
+        now = now_ms()
+        ids = [] if fresh else [t.id for t in transfers if _ID.match(t.id)]
+        existing = await store.fetch_transfers(self.engine, ids)
+        pending_ids = [t.pending_id for t in transfers if t.pending_id]
+        await self._load_pending(pending_ids)
+        await self._load_accounts(
+            [t.debit_account_id for t in transfers]
+            + [t.credit_account_id for t in transfers]
+            + [p.transfer.debit_account_id for i in pending_ids if (p := self._pending.get(i))]
+            + [p.transfer.credit_account_id for i in pending_ids if (p := self._pending.get(i))]
+        )
+        results: list[str] = [""] * len(transfers)
+        start = 0
+        while start < len(transfers):
+            end = start
+            while end < len(transfers) - 1 and transfers[end].flags & _LINKED:
+                end += 1
+            self._apply_chain(transfers, start, end, existing, batch, results, now)
+            start = end + 1
+        return results
 
     def _apply_chain(
         self,
@@ -395,6 +403,13 @@ class Ledger:
     # -- writing ----------------------------------------------------------------------------------------------
 
     async def _write(self, batch: _Batch) -> None:
+        totals = self._totals_after(batch)
+        async with self.engine.begin() as conn:
+            await self._write_rows(conn, batch)
+        self._remember(batch, totals)
+
+    def _totals_after(self, batch: _Batch) -> tuple[int, int, int, int]:
+        """The running totals once ``batch`` is written; LedgerInvariantError if debits and credits would differ."""
         before = [self._accounts[i] for i in batch.accounts]
         delta = [
             sum(a.debits_pending for a in batch.accounts.values()) - sum(a.debits_pending for a in before),
@@ -409,32 +424,55 @@ class Ledger:
             self.totals[3] + delta[3],
         )
         self._check_totals(totals)
-        async with self.engine.begin() as conn:
-            if self.postgres:
-                # A statement through SQLAlchemy first: it opens the transaction that the driver-level UPDATE and
-                # COPY below must be part of; and the commit must wait for the disk whatever the server's default.
-                await conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
-            await store.write_accounts(conn, list(batch.accounts.values()))
-            if batch.new_transfers:
-                await store.write_transfers(conn, list(batch.new_transfers.values()))
-            if batch.new_pending:
-                await conn.execute(
-                    sa.insert(ledger_pending),
-                    [
-                        {"transfer_id": i, "status": PENDING, "expires_at": batch.pending[i].expires_at}
-                        for i in batch.new_pending
-                    ],
-                )
-            for pending_id in batch.resolved_pending:
-                state = batch.pending[pending_id]
-                await conn.execute(
-                    sa.update(ledger_pending)
-                    .where(ledger_pending.c.transfer_id == pending_id)
-                    .values(status=state.status, resolved_by=state.resolved_by)
-                )
+        return totals
+
+    async def _write_rows(self, conn: AsyncConnection, batch: _Batch) -> None:
+        """The batch's rows, in the caller's transaction on ``conn``."""
+        if self.postgres:
+            # A statement through SQLAlchemy first: it opens the transaction that the driver-level UPDATE and
+            # COPY below must be part of; and the commit must wait for the disk whatever the server's default.
+            await conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
+        await store.write_accounts(conn, list(batch.accounts.values()))
+        if batch.new_transfers:
+            await store.write_transfers(conn, list(batch.new_transfers.values()))
+        if batch.new_pending:
+            await conn.execute(
+                sa.insert(ledger_pending),
+                [
+                    {"transfer_id": i, "status": PENDING, "expires_at": batch.pending[i].expires_at}
+                    for i in batch.new_pending
+                ],
+            )
+        for pending_id in batch.resolved_pending:
+            state = batch.pending[pending_id]
+            await conn.execute(
+                sa.update(ledger_pending)
+                .where(ledger_pending.c.transfer_id == pending_id)
+                .values(status=state.status, resolved_by=state.resolved_by)
+            )
+
+    def _remember(self, batch: _Batch, totals: tuple[int, int, int, int]) -> None:
+        """The batch is committed: the cache takes its balances and pending transfers."""
         self._accounts.update(batch.accounts)
         self._pending.update(batch.pending)
         self.totals = totals
+
+    @contextlib.asynccontextmanager
+    async def shared_batch(self) -> AsyncIterator[SharedBatch]:
+        """A batch written in another service's transaction, so that money moves with that service's rows
+        (orders, keys, outbox) in one commit. The ledger stays locked until the block ends::
+
+            async with ledger.shared_batch() as batch:
+                results = await batch.apply(transfers, fresh=True)
+                async with engine.begin() as conn:
+                    ...  # the service's own rows
+                    await batch.write(conn)
+                batch.committed()
+
+        Nothing reaches the cache unless ``committed()`` is called after the transaction committed.
+        """
+        async with self._lock:
+            yield SharedBatch(self)
 
     @staticmethod
     def _check_totals(totals: tuple[int, int, int, int]) -> None:
@@ -484,6 +522,35 @@ class Ledger:
     async def account_transfers(self, account_id: str, limit: int = 100, before: int | None = None) -> list[Transfer]:
         """The account's transfers, newest first (``before``: created_at of the last one of the previous page)."""
         return await store.account_transfers(self.engine, account_id, limit, before)
+
+
+class SharedBatch:
+    """A ledger batch that another service writes in its own transaction (see :meth:`Ledger.shared_batch`)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._batch = _Batch()
+        self._totals: tuple[int, int, int, int] | None = None
+
+    async def load_accounts(self, ids: Iterable[str]) -> None:
+        """Bring these accounts into the cache now (a read), so that :meth:`apply` needs no database."""
+        await self._ledger._load_accounts(ids)
+
+    async def apply(self, transfers: Sequence[NewTransfer], *, fresh: bool = False) -> list[str]:
+        """Apply ``transfers`` after those applied before; results as :meth:`Ledger.create_transfers` gives."""
+        return await self._ledger._apply_all(transfers, self._batch, fresh=fresh)
+
+    async def write(self, conn: AsyncConnection) -> None:
+        """Write what was applied, in the caller's transaction (checks the invariant first)."""
+        if self._batch.new_transfers:
+            self._totals = self._ledger._totals_after(self._batch)
+            await self._ledger._write_rows(conn, self._batch)
+
+    def committed(self) -> None:
+        """The caller's transaction committed: the ledger's cache takes the batch."""
+        if self._totals is not None:
+            self._ledger._remember(self._batch, self._totals)
+            self._totals = None
 
 
 def _same(t: NewTransfer, known: Transfer) -> bool:

@@ -162,8 +162,7 @@ class PayCodeVerifier:
         if key is None:
             raise PayCodeError("unknown_token", f"no payment token {paycode.token_number}: never issued or removed")
         current = time_step(time.time() if now is None else now, self.step_s)
-        window = sorted(range(current - self.skew_steps, current + self.skew_steps + 1), key=lambda s: abs(s - current))
-        matches = self._matches(key, paycode, window)
+        matches = self._current_matches(key, paycode, current)
         for step, counter in matches:
             if await self._used.mark_used(paycode.token_number, step, counter):
                 return Verified(paycode.token_number, step, counter)
@@ -180,9 +179,33 @@ class PayCodeVerifier:
             f"a forged code, or the device's clock is off by more than {self.skew_steps * self.step_s} s",
         )
 
-    def _matches(self, key: bytes, paycode: PayCode, steps: range | list[int]) -> list[tuple[int, int]]:
-        """Every (step, counter) whose value equals the code's, in order; every candidate is compared in
-        constant time and none is skipped, so the time taken does not tell which one matched."""
+    def quick_matches(self, code: str, now: float | None = None) -> tuple[int, list[tuple[int, int]]] | None:
+        """For callers that mark codes used themselves (in a batch): the code's token number and the (step,
+        counter) pairs within the window that show its value, best first; None when the code cannot be judged
+        from memory alone (malformed, unknown token, a key that must be awaited) — use :meth:`verify` then."""
+        try:
+            paycode = parse(code)
+        except PayCodeError:
+            return None
+        key = self._key_for_token(paycode.token_number)
+        if key is None or inspect.isawaitable(key):
+            return None
+        assert isinstance(key, bytes)
+        current = time_step(time.time() if now is None else now, self.step_s)
+        return paycode.token_number, self._current_matches(key, paycode, current, first=True)
+
+    def _current_matches(
+        self, key: bytes, paycode: PayCode, current: int, *, first: bool = False
+    ) -> list[tuple[int, int]]:
+        window = sorted(range(current - self.skew_steps, current + self.skew_steps + 1), key=lambda s: abs(s - current))
+        return self._matches(key, paycode, window, first=first)
+
+    def _matches(
+        self, key: bytes, paycode: PayCode, steps: range | list[int], *, first: bool = False
+    ) -> list[tuple[int, int]]:
+        """Every (step, counter) whose value equals the code's, in order (``first``: stop at the first). Each
+        candidate is compared in constant time. Stopping early tells, by the time taken, only which candidate a
+        *valid* code is — nothing its holder does not know; a forged code is still compared with every one."""
         shown = f"{paycode.otp:0{OTP_DIGITS}d}".encode()
         found = []
         for step in steps:
@@ -192,4 +215,6 @@ class PayCodeVerifier:
                 value = one_time_value(key, paycode.token_number, step, counter)
                 if hmac.compare_digest(f"{value:0{OTP_DIGITS}d}".encode(), shown):
                     found.append((step, counter))
+                    if first:
+                        return found
         return found

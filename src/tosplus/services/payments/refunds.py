@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from tosplus.core.ids import new_id, now_ms
 from tosplus.errors import Conflict, InvalidInput, NotFound
 from tosplus.services.payments import ledger_types as r
+from tosplus.services.payments import leftovers, webhooks
 from tosplus.services.payments import tables_payments as tp
-from tosplus.services.payments import webhooks
 from tosplus.services.payments.ledger_types import NewTransfer, TransferFlags
 from tosplus.services.payments.service import FEE_ACCOUNT, PLATFORM_FEE, REFUND, Merchant, wallet_account
 from tosplus.services.payments.tables_ledger import ledger_transfers
@@ -62,6 +62,10 @@ class RefundRefused(Conflict):
 def fee_returned(fee: int, amount: int, refunded: int) -> int:
     """The part of the order's ``fee`` the merchant has back once ``refunded`` of ``amount`` was refunded."""
     return fee * refunded // amount if amount else 0
+
+
+def _first_transfer(refund_id: str) -> str:
+    return transfer_ids(refund_id)[0]
 
 
 def transfer_ids(refund_id: str) -> tuple[str, str]:
@@ -215,18 +219,8 @@ class Refunds:
         """Finish refunds left PROCESSING (a crash between the row and the ledger, or after): SUCCEEDED if the
         ledger has the transfer, gone if not (nothing moved). Only called under the lock, when no refund is
         under way, so a PROCESSING row is a leftover and never one in flight."""
-        query = sa.select(tr).where(tr.c.state == PROCESSING)
-        if order_id is not None:
-            query = query.where(tr.c.order_id == order_id)
-        async with self.engine.connect() as conn:
-            stuck = [dict(row._mapping) for row in await conn.execute(query)]
-        for row in stuck:
-            if await self.payments.ledger.lookup_transfers([transfer_ids(row["id"])[0]]):
-                await self._succeeded(row)
-            else:
-                async with self.engine.begin() as conn:
-                    await conn.execute(sa.delete(tr).where(tr.c.id == row["id"], tr.c.state == PROCESSING))
-        return len(stuck)
+        where = [] if order_id is None else [tr.c.order_id == order_id]
+        return await leftovers.settle(self.engine, self.payments.ledger, tr, _first_transfer, self._succeeded, *where)
 
     async def recover(self) -> int:
         """Settle every refund a crash left PROCESSING (for the hub's start); how many there were."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tosplus.api.deps import Caller, ControlDevice, HubDep, Operator, client_address
 from tosplus.core.tokens import Principal
 from tosplus.errors import Forbidden, InvalidInput, Unauthorized
-from tosplus.services.payments.idempotency import StoredResponse, derived_id, idempotent
+from tosplus.services.payments.idempotency import StoredResponse, derived_id, idempotent, identify
 from tosplus.services.payments.service import Merchant
 
 if TYPE_CHECKING:
@@ -192,11 +192,11 @@ async def micropay(body: Micropay, request: Request, hub: HubDep, merchant: Merc
     """Charge the pay code the cashier scanned: SUCCESS now, or USERPAYING while the person confirms on the
     device (query the order); a refusal is 402 with the reason, and the order is CLOSED."""
 
-    async def act() -> StoredResponse:
-        order = await hub.counter.micropay(merchant, body.auth_code, body.amount, body.out_trade_no, body.description)
-        return StoredResponse.of_json(order)
-
-    return await idempotent(request, hub.idempotency, f"merchant:{merchant.id}", act)
+    identity = await identify(request, f"merchant:{merchant.id}")
+    answer, replayed = await hub.counter.pay_request(
+        hub.idempotency, identity, merchant, body.auth_code, body.amount, body.out_trade_no, body.description
+    )
+    return answer.to_response(replayed=replayed)
 
 
 @router.get("/merchant/orders/{out_trade_no}")

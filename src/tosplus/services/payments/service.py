@@ -6,7 +6,8 @@ Ledger accounts (all in CNY unless a merchant says otherwise):
 - ``merchant:<merchant id>`` — what a shop has been paid;
 - ``fee:platform`` — the platform's share of every payment;
 - ``funding:cards`` — where top-ups come from (the simulated bank card network; it goes negative by design:
-  it is the outside world's money coming in).
+  it is the outside world's money coming in);
+- ``payouts:bank`` — where merchants' withdrawals go (the simulated bank: money leaving the platform).
 
 A device never learns whose wallet it pays from: it holds a payment token (a random 8-digit number and a key
 for pay codes); the hub maps the token to the wallet.
@@ -15,6 +16,7 @@ for pay codes); the hub maps the token to the wallet.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,8 +33,11 @@ from tosplus.services.payments.ledger_types import Account, AccountFlags, NewAcc
 
 CURRENCY = "CNY"
 WALLET, MERCHANT, FEE, FUNDING = 1, 2, 3, 4  # account codes
+PAYOUTS = 5  # account code of the simulated bank merchants withdraw to
 TOP_UP, PAYMENT, PLATFORM_FEE, REFUND = 1, 2, 3, 4  # transfer codes
+WITHDRAWAL = 5  # transfer code: a merchant's money to its bank account
 FEE_ACCOUNT, FUNDING_ACCOUNT = "fee:platform", "funding:cards"
+PAYOUT_ACCOUNT = "payouts:bank"
 MERCHANT_KEY_PREFIX = "tmk_"
 DECLINED_CARDS = {"4000000000000002"}  # the simulated card network's "declined" card (as Stripe's test card)
 MAX_TOP_UP = 5_000_000  # 50,000.00 CNY at once
@@ -116,11 +121,18 @@ class Payments:
         self._merchant_keys: dict[str, str] = {}  # API key hash -> merchant id
         self.tokens: dict[str, PaymentToken] = {}  # by device id
         self._by_number: dict[int, PaymentToken] = {}
+        # Called with (device id, token before, token after; None when there is none) after every change of a
+        # token, so the device can be told at once (services/payments/activation.py). Must not block.
+        self.on_token_change: list[Callable[[str, PaymentToken | None, PaymentToken | None], None]] = []
 
     async def load(self) -> None:
         await self.ledger.load()
         await self.ledger.create_accounts(
-            [NewAccount(FEE_ACCOUNT, CURRENCY, FEE), NewAccount(FUNDING_ACCOUNT, CURRENCY, FUNDING)]
+            [
+                NewAccount(FEE_ACCOUNT, CURRENCY, FEE),
+                NewAccount(FUNDING_ACCOUNT, CURRENCY, FUNDING),
+                NewAccount(PAYOUT_ACCOUNT, CURRENCY, PAYOUTS, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+            ]
         )
         async with self.engine.connect() as conn:
             for row in await conn.execute(sa.select(t.merchants)):
@@ -240,6 +252,7 @@ class Payments:
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(t.payment_tokens).values(**_token_row(token)))
         self._remember_token(token)
+        self._changed(device_id, None, token)
         return token
 
     async def update_token(self, device_id: str, **changes: Any) -> PaymentToken:
@@ -255,6 +268,7 @@ class Payments:
                 sa.update(t.payment_tokens).where(t.payment_tokens.c.id == token.id).values(**_token_row(new))
             )
         self._remember_token(new)
+        self._changed(device_id, token, new)
         return new
 
     async def delete_token(self, device_id: str) -> None:
@@ -264,6 +278,11 @@ class Payments:
         self._by_number.pop(token.token_number, None)
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(t.payment_tokens).where(t.payment_tokens.c.id == token.id))
+        self._changed(device_id, token, None)
+
+    def _changed(self, device_id: str, before: PaymentToken | None, after: PaymentToken | None) -> None:
+        for hook in self.on_token_change:
+            hook(device_id, before, after)
 
     def device_credentials(self, device_id: str) -> dict[str, Any]:
         """What the device itself receives: its token number and key, never the wallet."""

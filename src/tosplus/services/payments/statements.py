@@ -13,6 +13,9 @@ connection, which no writer can use meanwhile), and the statement is checked aga
 given out: closing plus every movement after the day must equal the account's posted balance as stored. A
 statement that does not reconcile is an error, never an answer.
 
+Withdrawals to the merchant's bank are movements like any other (kind ``withdrawal``, with the withdrawal's
+id), so opening + payments - fees - refunds - withdrawals (+ fees given back - reversals) = closing.
+
 A day's statement is ``final`` once the day is over: the ledger stamps transfers with its clock as it writes
 them, in order, so nothing new lands in a past day.
 """
@@ -33,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tosplus.core.ids import now_ms
 from tosplus.errors import InvalidInput
 from tosplus.services.payments.ledger_types import TransferFlags
-from tosplus.services.payments.service import PAYMENT, PLATFORM_FEE, REFUND, Merchant
+from tosplus.services.payments.service import PAYMENT, PLATFORM_FEE, REFUND, WITHDRAWAL, Merchant
 from tosplus.services.payments.tables_ledger import ledger_accounts, ledger_transfers
 from tosplus.services.payments.tables_payments import orders
 from tosplus.services.payments.tables_refunds import refunds
@@ -46,8 +49,9 @@ _KINDS: Mapping[tuple[int, bool], str] = {
     (REFUND, False): "refund",
     (PLATFORM_FEE, True): "fee_refund",  # a refund's share of the fee, or the whole fee of a reversed order
     (PAYMENT, False): "reversal",  # a paid order reversed at the counter
+    (WITHDRAWAL, False): "withdrawal",  # paid out to the merchant's bank
 }
-KINDS = ("payment", "fee", "refund", "fee_refund", "reversal", "other")
+KINDS = ("payment", "fee", "refund", "fee_refund", "reversal", "withdrawal", "other")
 CSV_COLUMNS = (
     "record",
     "kind",
@@ -58,6 +62,7 @@ CSV_COLUMNS = (
     "out_trade_no",
     "out_refund_no",
     "order_id",
+    "withdrawal_id",
 )
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NOT_POSTED = int(TransferFlags.PENDING | TransferFlags.VOID_PENDING)
@@ -77,6 +82,7 @@ class Movement:
     order_id: str | None
     out_trade_no: str | None
     out_refund_no: str | None
+    withdrawal_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +94,7 @@ class Movement:
             "order_id": self.order_id,
             "out_trade_no": self.out_trade_no,
             "out_refund_no": self.out_refund_no,
+            "withdrawal_id": self.withdrawal_id,
         }
 
 
@@ -133,7 +140,9 @@ class Statement:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
-        writer.writerow(("opening", "", "", _iso(self.start), self.opening_balance, self.opening_balance, "", "", ""))
+        writer.writerow(
+            ("opening", "", "", _iso(self.start), self.opening_balance, self.opening_balance, "", "", "", "")
+        )
         for m in self.movements:
             writer.writerow(
                 (
@@ -146,11 +155,12 @@ class Statement:
                     m.out_trade_no or "",
                     m.out_refund_no or "",
                     m.order_id or "",
+                    m.withdrawal_id or "",
                 )
             )
         for kind, total in self.totals().items():
-            writer.writerow(("total", kind, "", "", total["amount"], "", "", "", ""))
-        writer.writerow(("closing", "", "", _iso(self.end), self.closing_balance, self.closing_balance, "", "", ""))
+            writer.writerow(("total", kind, "", "", total["amount"], "", "", "", "", ""))
+        writer.writerow(("closing", "", "", _iso(self.end), self.closing_balance, self.closing_balance, "", "", "", ""))
         return out.getvalue()
 
 
@@ -225,16 +235,19 @@ async def _read(conn: AsyncConnection, merchant: Merchant, day: date, start: int
         amount = int(row.amount) if incoming else -int(row.amount)
         balance += amount
         refund_id = row.id.split(":", 1)[1] if row.id.startswith(("refund:", "refee:")) else None
+        kind = _KINDS.get((row.code, incoming), "other")
+        withdrawal = kind == "withdrawal"
         result.movements.append(
             Movement(
                 row.id,
                 int(row.created_at),
-                _KINDS.get((row.code, incoming), "other"),
+                kind,
                 amount,
                 balance,
-                row.user_data,
-                trade_nos.get(row.user_data or ""),
+                None if withdrawal else row.user_data,
+                None if withdrawal else trade_nos.get(row.user_data or ""),
                 refund_nos.get(refund_id or ""),
+                row.user_data if withdrawal else None,
             )
         )
     result.closing_balance = balance

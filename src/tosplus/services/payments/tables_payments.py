@@ -3,6 +3,8 @@ pay codes already spent. Money itself is only ever in the ledger's tables."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 
 from tosplus.storage.tables import metadata
@@ -69,3 +71,8 @@ used_pay_codes = Table(
     Column("counter", Integer, primary_key=True),
     Column("used_at", BigInteger, nullable=False),
 )
+
+
+def public_order(order: dict[str, Any]) -> dict[str, Any]:
+    """The order as its merchant sees it: never who paid (no user, no token)."""
+    return {k: v for k, v in order.items() if k not in ("user_id", "token_id", "command_id")}

@@ -11,7 +11,9 @@ from tosplus.services.payments import tables_ledger as _ledger_tables  # noqa: F
 from tosplus.services.payments import tables_payments as _payments_tables  # noqa: F401
 from tosplus.services.payments import tables_refunds as _refunds_tables  # noqa: F401
 from tosplus.services.payments import tables_webhooks as _webhooks_tables  # noqa: F401
+from tosplus.services.payments import tables_withdrawals as _withdrawals_tables  # noqa: F401
 from tosplus.services.scenes import tables as _scenes_tables  # noqa: F401
+from tosplus.services.sessions import tables as _sessions_tables  # noqa: F401
 from tosplus.storage.tables import metadata
 
 connection = context.config.attributes.get("connection")

@@ -27,6 +27,9 @@ const ROUTES = [
   [/^\/invite\/([^/]+)$/, 'invite', 'render', true],
   [/^\/operator$/, 'operator', 'render', true],
   [/^\/account$/, 'account', 'render', true],
+  [/^\/wallet$/, 'wallet', 'render', true],
+  [/^\/merchants$/, 'merchant', 'render', true],
+  [/^\/merchants\/([^/]+)$/, 'merchant', 'show', true],
 ];
 
 const view = document.getElementById('view');
@@ -51,6 +54,22 @@ export function afterSignIn() {
   go(target);
 }
 
+// "Merchants" is in the header for operators and for people who run a merchant (asked once per person).
+let runsMerchants = null; // [user id, Promise<boolean>]
+
+function merchantsLink(me) {
+  const link = h('a', { href: '#/merchants', hidden: !api.isOperator() }, 'Merchants');
+  if (!api.isOperator()) {
+    if (!runsMerchants || runsMerchants[0] !== me?.id) {
+      runsMerchants = [me?.id, api.get('merchants').then((r) => r.items.length > 0, () => false)];
+    }
+    runsMerchants[1].then((yes) => {
+      link.hidden = !yes;
+    });
+  }
+  return link;
+}
+
 function renderNav() {
   const me = api.user();
   if (!api.signedIn()) {
@@ -64,6 +83,8 @@ function renderNav() {
   });
   const links = [
     h('a', { href: '#/' }, 'Homes'),
+    api.usingAdminToken() ? null : h('a', { href: '#/wallet' }, 'Wallet'),
+    merchantsLink(me),
     api.isOperator() ? h('a', { href: '#/operator' }, 'Operator') : null,
     api.isOperator() ? h('a', { href: '#/audit' }, 'Audit') : null,
     api.usingAdminToken() ? null : h('a', { href: '#/account', title: me?.email || '' }, 'Account'),

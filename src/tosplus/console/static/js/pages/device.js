@@ -1,12 +1,13 @@
 // One device: controls, twin (desired / reported / delta), telemetry chart, commands, dead letters, and
 // what its home's owner may do with it (move, credentials, unbind).
 
-import { enc, get, isOperator, patch, post, product } from '../api.js';
+import { enc, get, isOperator, patch, post, product, usingAdminToken } from '../api.js';
 import { go } from '../app.js';
 import { timeChart } from '../chart.js';
 import { commandWords, controlsFor } from '../controls.js';
 import * as live from '../live.js';
 import { add, ask, busy, copy, fmtAgo, fmtTime, fmtValue, h, header, notice, onlineBadge, showError, table, toast } from '../ui.js';
+import { paymentSection } from './wallet.js';
 
 const RANGES = [
   ['15m', 'Last 15 min', 15 * 60e3, '15s'],
@@ -145,6 +146,9 @@ export async function render(root, deviceId) {
   }
   loadCommands();
   loadLetters();
+
+  // Paying with it (from the person's own wallet)
+  if (home && !usingAdminToken()) add(root, paymentSection(device.id));
 
   // Managing it
   if (home || isOperator()) add(root, manageSection(device, home, role));
