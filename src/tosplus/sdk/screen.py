@@ -7,6 +7,10 @@
         screen.on_controller(lambda event, doc: tv.players_changed(screen.controllers))
         await screen.wait_connected(10)
         await screen.open_pairing()      # shows a code; a new one after each use, expiry or too many attempts
+        screen.on_input(lambda frame: game.move(frame["slot"], frame["buttons"], frame["axes"]))
+        screen.on_remote(lambda doc: tv.press(doc["key"]))
+        screen.on_app(lambda doc: {"state": tv.launch(doc["app_id"])} if doc["op"] == "launch" else ...)
+        await screen.send_to_controller(session_id, {"score": 3})
 
 The connection is a WebSocket to ``/api/v1/sessions/screen`` with the device's credentials (HTTP Basic),
 reconnected with backoff; the pairing code lives and is checked here (``ScreenPairing``), the hub only relays
@@ -34,6 +38,8 @@ log = logging.getLogger("tosplus.sdk.screen")
 
 CodeHandler = Callable[[ShownCode | None], Any]
 ControllerHandler = Callable[[str, dict[str, Any]], Any]
+MessageHandler = Callable[[dict[str, Any]], Any]
+AppHandler = Callable[[dict[str, Any]], Any]  # returns {"state", "detail"?}, or None to answer later
 
 
 def session_url(hub: str) -> str:
@@ -88,6 +94,10 @@ class ScreenLink:
         self._code_handlers: list[CodeHandler] = []
         self._controller_handlers: list[ControllerHandler] = []
         self._pending_users: dict[str, dict[str, Any]] = {}  # attempt -> who is pairing
+        self._input_handlers: list[MessageHandler] = []
+        self._remote_handlers: list[MessageHandler] = []
+        self._text_handlers: list[MessageHandler] = []
+        self._app_handler: AppHandler | None = None
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -134,6 +144,40 @@ class ScreenLink:
         """``handler(event, controller)`` for ``controller.joined``, ``.connected``, ``.lost``, ``.resumed``,
         ``.left`` (``controller["reason"]`` says why)."""
         self._controller_handlers.append(handler)
+
+    def on_input(self, handler: MessageHandler) -> None:
+        """``handler(frame)`` for each game-pad frame: ``session_id, slot, seq, t_sent, t_hub, buttons, axes``.
+        Called synchronously, in order, up to 60 times a second per player: keep it short."""
+        self._input_handlers.append(handler)
+
+    def on_remote(self, handler: MessageHandler) -> None:
+        """``handler({"session_id", "slot", "key"})`` for each remote-control key."""
+        self._remote_handlers.append(handler)
+
+    def on_text(self, handler: MessageHandler) -> None:
+        """``handler({"session_id", "slot", "text"})`` for text typed on a phone."""
+        self._text_handlers.append(handler)
+
+    def on_app(self, handler: AppHandler) -> None:
+        """``handler({"op", "app_id", "params", "request_id", "session_id"})`` for launch / stop / status; it
+        returns ``{"state": "running"|"stopped"|"not_installed", "detail"?}`` (or an awaitable of it), or
+        ``None`` and answers later with :meth:`answer_app`. Without a handler the screen runs no apps."""
+        self._app_handler = handler
+
+    async def answer_app(self, request: dict[str, Any], state: str, detail: str | None = None) -> None:
+        answer = {"type": "app.state", "request_id": request.get("request_id"), "app_id": request.get("app_id")}
+        answer["state"] = state
+        if detail is not None:
+            answer["detail"] = detail
+        await self._send(answer)
+
+    async def send_to_controller(self, session_id: str, data: dict[str, Any]) -> None:
+        """``data`` to one player's phone (it gets ``from_screen {data}``)."""
+        await self._send({"type": "to_controller", "session_id": session_id, "data": data})
+
+    async def broadcast(self, data: dict[str, Any]) -> None:
+        """``data`` to every player's phone."""
+        await self._send({"type": "broadcast", "data": data})
 
     @property
     def shown(self) -> ShownCode | None:
@@ -232,7 +276,21 @@ class ScreenLink:
 
     async def _handle(self, doc: dict[str, Any]) -> None:
         kind = doc.get("type")
-        if kind == "welcome":
+        if kind == "input":  # first: the most frequent by far
+            for on_input in self._input_handlers:
+                try:
+                    on_input(doc)
+                except Exception:
+                    log.exception("%s: input handler failed", self.device_id)
+        elif kind == "remote":
+            for on_remote in self._remote_handlers:
+                await _call(on_remote, doc)
+        elif kind == "text":
+            for on_text in self._text_handlers:
+                await _call(on_text, doc)
+        elif kind == "app":
+            await self._app(doc)
+        elif kind == "welcome":
             self.connects += 1
             self._keepalive_s = float(doc.get("keepalive_s") or 5.0)
             if self._pinger is not None:
@@ -277,6 +335,22 @@ class ScreenLink:
             self.rtt_ms = time.time() * 1000 - float(doc["t"])
         elif kind == "error":
             log.warning("%s: the hub refused %s: %s", self.device_id, doc.get("for"), doc.get("detail"))
+
+    async def _app(self, doc: dict[str, Any]) -> None:
+        handler = self._app_handler
+        if handler is None:
+            await self.answer_app(doc, "not_installed", "this screen runs no apps")
+            return
+        try:
+            answer = handler(doc)
+            if asyncio.iscoroutine(answer):
+                answer = await answer
+        except Exception as exc:
+            log.exception("%s: app handler failed", self.device_id)
+            await self.answer_app(doc, "stopped", f"the screen failed: {type(exc).__name__}")
+            return
+        if isinstance(answer, dict):
+            await self.answer_app(doc, str(answer.get("state", "")), answer.get("detail"))
 
     async def _pairing_closed(self, reason: str) -> None:
         self.window_id = None

@@ -4,8 +4,9 @@ It is what a phone app does, in Python, over the REST API and the session WebSoc
 
     phone = SimController("http://hub:8080", access_token, name="Alice's phone")
     paired = await phone.pair(tv_id, code="1234 5678")        # SPAKE2 with the code; the hub only relays
-    async with phone.connect(paired) as link:                  # the session's WebSocket (keep-alive included)
+    async with phone.connect(paired) as link:                  # the session's WebSocket
         print(link.welcome["session"]["slot"])
+        await link.send_input(buttons=1, axes=[0.5, 0.0])      # the game pad; link.remote("ok"), link.text(...)
     again = await phone.pair(tv_id, credential=paired.credential)   # later: no code needed
 
 Used by the tests and the benchmarks; the game pad pages do the same in the browser.
@@ -13,16 +14,13 @@ Used by the tests and the benchmarks; the game pad pages do the same in the brow
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
-import orjson
 
+from tosplus.sdk.controller import ControllerSession, SessionClosed
 from tosplus.sdk.pairing import ControllerPairing, PairingError, b64, unb64
 
 
@@ -46,32 +44,7 @@ class PairingFailed(Exception):
         self.reason = reason
 
 
-@dataclass
-class SessionSocket:
-    """An open session WebSocket: ``events`` receives everything the hub sends after ``welcome``."""
-
-    ws: Any
-    welcome: dict[str, Any]
-    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    close_code: int | None = None
-
-    async def send(self, doc: dict[str, Any]) -> None:
-        await self.ws.send(orjson.dumps(doc).decode())
-
-    async def next(self, kind: str | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
-        """The next event (of ``kind``, skipping others)."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                event = await self.events.get()
-                if kind is None or event.get("type") == kind:
-                    return event
-
-    async def ping(self) -> float:
-        """Round trip through the hub in milliseconds."""
-        sent = time.perf_counter()
-        await self.send({"type": "ping", "t": time.time() * 1000})
-        await self.next("pong")
-        return (time.perf_counter() - sent) * 1000
+SessionSocket = ControllerSession  # the open session: input, remote keys, text, apps, events
 
 
 class SimController:
@@ -133,44 +106,22 @@ class SimController:
         )
 
     @contextlib.asynccontextmanager
-    async def connect(self, paired: PairedSession, *, keepalive_s: float | None = None) -> AsyncIterator[SessionSocket]:
+    async def connect(
+        self, paired: PairedSession, *, keepalive_s: float | None = None, keep_events: bool = True
+    ) -> AsyncIterator[ControllerSession]:
         """The session's WebSocket (a new connection resumes the session in the same slot)."""
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
-
-        url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + paired.ws_path
-        async with connect(url, ping_interval=None, compression=None, proxy=None) as ws:
-            hello = {"type": "hello", "token": self.access_token, "resume_token": paired.resume_token}
-            await ws.send(orjson.dumps(hello).decode())
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                first = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
-            except ConnectionClosed:
-                raise PairingFailed(ws.close_code or 0, ws.close_reason or "closed") from None
-            if first.get("type") != "welcome":
-                raise PairingFailed(0, str(first))
-            sock = SessionSocket(ws, first)
-            reader = asyncio.get_running_loop().create_task(_read(ws, sock))
-            pinger = asyncio.get_running_loop().create_task(_keepalive(sock, keepalive_s)) if keepalive_s else None
-            try:
-                yield sock
-            finally:
-                for task in (reader, pinger):
-                    if task is not None:
-                        task.cancel()
-                        with contextlib.suppress(BaseException):
-                            await task
-
-
-async def _read(ws: Any, sock: SessionSocket) -> None:
-    with contextlib.suppress(Exception):
-        async for raw in ws:
-            sock.events.put_nowait(orjson.loads(raw))
-    sock.close_code = ws.close_code
-    sock.events.put_nowait({"type": "socket.closed", "code": ws.close_code, "reason": ws.close_reason})
-
-
-async def _keepalive(sock: SessionSocket, every_s: float) -> None:
-    with contextlib.suppress(Exception):
-        while True:
-            await asyncio.sleep(every_s)
-            await sock.send({"type": "ping", "t": time.time() * 1000})
+                session = await stack.enter_async_context(
+                    ControllerSession.connect(
+                        self.base_url,
+                        paired.session_id,
+                        self.access_token,
+                        paired.resume_token,
+                        keepalive_s=keepalive_s,
+                        keep_events=keep_events,
+                    )
+                )
+            except SessionClosed as exc:
+                raise PairingFailed(exc.code, exc.reason) from None
+            yield session

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,7 +24,7 @@ from tosplus.services.homes.homes import OWNER
 from tosplus.services.homes.routes.homes import member_of, owner_of
 from tosplus.services.sessions.discovery import screens_for
 from tosplus.services.sessions.links import WsLink
-from tosplus.services.sessions.schemas import HomeSessionSettings, PairingConfirm, PairingStart
+from tosplus.services.sessions.schemas import AppLaunch, HomeSessionSettings, PairingConfirm, PairingStart
 from tosplus.services.sessions.sessions import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, Controller
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["sessions"])
 HELLO_TIMEOUT_S = 10.0
+MAX_CONTROLLER_MESSAGE = 8192  # the longest text (500 characters) escaped fits well within
 
 
 @router.get("/screens")
@@ -173,6 +175,30 @@ async def close_session(session_id: str, hub: HubDep, caller: Caller) -> Respons
     return Response(status_code=204)
 
 
+# -- apps on a screen (like DIAL) ------------------------------------------------------------------------------
+
+
+@router.get("/screens/{device_id}/apps/{app_id}")
+async def app_status(device_id: str, app_id: str, hub: HubDep, caller: Caller, request: Request) -> dict[str, Any]:
+    """The app's state as the screen tells it: ``running``, ``stopped`` or ``not_installed``."""
+    return await hub.sessions.relay.app_over_http(caller, device_id, "status", app_id, {}, client_address(request))
+
+
+@router.post("/screens/{device_id}/apps/{app_id}")
+async def launch_app(
+    device_id: str, app_id: str, hub: HubDep, caller: Caller, request: Request, body: AppLaunch | None = None
+) -> dict[str, Any]:
+    """Launch the app on the screen with ``params``; 409 when the screen is not connected, 504 when it is silent."""
+    return await hub.sessions.relay.app_over_http(
+        caller, device_id, "launch", app_id, body.params if body else {}, client_address(request)
+    )
+
+
+@router.delete("/screens/{device_id}/apps/{app_id}")
+async def stop_app(device_id: str, app_id: str, hub: HubDep, caller: Caller, request: Request) -> dict[str, Any]:
+    return await hub.sessions.relay.app_over_http(caller, device_id, "stop", app_id, {}, client_address(request))
+
+
 # -- WebSockets ------------------------------------------------------------------------------------------------
 
 
@@ -215,8 +241,7 @@ async def screen_socket(websocket: WebSocket) -> None:
         }
     )
     try:
-        async for doc in _messages(websocket, link):
-            sessions.screen_message(screen, doc)
+        await _pump(websocket, link, lambda doc, _: sessions.screen_message(screen, doc))
     finally:
         sessions.detach_screen(screen, link)
         await link.finish()
@@ -255,8 +280,12 @@ async def controller_socket(websocket: WebSocket, session_id: str) -> None:
         }
     )
     try:
-        async for doc in _messages(websocket, link):
-            sessions.controller_message(controller, doc)
+        await _pump(
+            websocket,
+            link,
+            lambda doc, size: sessions.controller_message(controller, doc, size),
+            MAX_CONTROLLER_MESSAGE,
+        )
     finally:
         sessions.detach(controller, link)
         await link.finish()
@@ -280,30 +309,40 @@ async def _hello(websocket: WebSocket) -> dict[str, Any] | None:
     return doc
 
 
-async def _messages(websocket: WebSocket, link: WsLink) -> Any:
-    """JSON objects from the peer until it (or the hub) closes the connection."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while not link.closed:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            try:
-                doc = orjson.loads(text if text is not None else message.get("bytes") or b"")
-            except orjson.JSONDecodeError:
-                link.send({"type": "error", "detail": "messages are JSON objects"})
-                continue
-            if isinstance(doc, dict):
-                yield doc
-            else:
-                link.send({"type": "error", "detail": "messages are JSON objects"})
+async def _pump(
+    websocket: WebSocket, link: WsLink, handle: Callable[[dict[str, Any], int], None], max_size: int = 0
+) -> None:
+    """``handle(JSON object, its size)`` for each message until the peer (or the hub) closes the connection;
+    messages over ``max_size`` (when given) are refused unread. A plain loop, no generator: it runs for every
+    game-pad frame."""
+    receive = websocket.receive
+    while not link.closed:
+        try:
+            message = await receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        raw = text if text is not None else message.get("bytes") or b""
+        if max_size and len(raw) > max_size:
+            link.send({"type": "error", "for": "message", "detail": f"messages are at most {max_size} bytes"})
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            link.send({"type": "error", "detail": "messages are JSON objects"})
+            continue
+        if type(doc) is dict:
+            handle(doc, len(raw))
+        else:
+            link.send({"type": "error", "detail": "messages are JSON objects"})
 
 
 async def _until_closed(websocket: WebSocket, link: WsLink) -> None:
     """Let the writer send the close, then stop it."""
     with contextlib.suppress(Exception):
-        async for _ in _messages(websocket, link):
-            pass
+        await _pump(websocket, link, lambda doc, size: None)
     await link.finish()
 
 

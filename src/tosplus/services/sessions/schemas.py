@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -22,3 +24,7 @@ class PairingConfirm(_Body):
 
 class HomeSessionSettings(_Body):
     guests_may_control: bool
+
+
+class AppLaunch(_Body):
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the app as it starts")

@@ -29,7 +29,9 @@ from tosplus.core.bus import Event
 from tosplus.core.ids import hash_secret, new_id, now_ms, secret_matches
 from tosplus.errors import Conflict, Forbidden, InvalidInput, NotFound, TosError
 from tosplus.services.homes.homes import GUEST
+from tosplus.services.sessions.links import Latest
 from tosplus.services.sessions.pairing import Pairings, Window
+from tosplus.services.sessions.relay import InputStats, Relay
 from tosplus.services.sessions.store import SessionStore
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class Link(Protocol):
     """One side's live connection. ``send`` never blocks (it queues); ``close`` ends the connection."""
 
     def send(self, doc: dict[str, Any]) -> None: ...
+    def send_latest(self, latest: Latest, doc: dict[str, Any]) -> bool: ...
     def close(self, code: int, reason: str) -> None: ...
 
 
@@ -74,6 +77,12 @@ class Controller:
     link: Link | None = None
     last_heard: float = 0.0
     lost_since: float | None = None  # monotonic; None while connected
+    # the input relay's state (relay.py): newest seq relayed, this second's frame count, the pending frame
+    last_seq: int = -1
+    window_start: float = 0.0
+    window_count: int = 0
+    latest: Latest = field(default_factory=Latest)
+    stats: InputStats = field(default_factory=InputStats)
 
     @property
     def state(self) -> str:
@@ -137,6 +146,7 @@ class Sessions:
         self.screens: dict[str, Screen] = {}
         self.controllers: dict[str, Controller] = {}
         self.pairings = Pairings(self)
+        self.relay = Relay(self)
         self.keepalive_s = KEEPALIVE_S
         self.silence_s = SILENCE_S
         self.resume_grace_s = RESUME_GRACE_S
@@ -200,6 +210,7 @@ class Sessions:
         screen.credentials_at = device.credentials_at
         screen.last_heard, screen.offline_since = self.clock(), None
         for controller in screen.slots.values():
+            controller.latest = Latest()  # a frame left pending on the old connection must not block the new one
             if controller.link is not None:
                 controller.link.send({"type": "screen.online", "device_id": device_id})
         self._ensure_sweeper()
@@ -227,7 +238,13 @@ class Sessions:
         """A message from the screen (after its hello)."""
         self.screen_heard(screen)
         kind = doc.get("type")
-        if kind == "ping":
+        if kind == "to_controller":
+            self.relay.to_controller(screen, doc)
+        elif kind == "broadcast":
+            self.relay.broadcast(screen, doc)
+        elif kind == "app.state":
+            self.relay.app_state(screen, doc)
+        elif kind == "ping":
             screen.tell({"type": "pong", "t": doc.get("t"), "server_t": now_ms()})
         elif kind == "pairing.open":
             self.pairings.open_window(screen, doc.get("expires_in_s"))
@@ -308,6 +325,7 @@ class Sessions:
             controller.link = None
             old.close(CLOSE_REPLACED, "this session was resumed on another connection")
         controller.link, controller.lost_since, controller.last_heard = link, None, self.clock()
+        controller.last_seq = -1  # a new connection may count its input frames afresh
         event = "controller.resumed" if resumed else "controller.connected"
         controller.screen.tell({"type": event, **controller.view()})
         return controller
@@ -315,17 +333,25 @@ class Sessions:
     def heard(self, controller: Controller) -> None:
         controller.last_heard = self.clock()
 
-    def controller_message(self, controller: Controller, doc: dict[str, Any]) -> None:
-        """A message from an attached controller."""
+    def controller_message(self, controller: Controller, doc: dict[str, Any], size: int = 0) -> None:
+        """A message from an attached controller (``size``: its JSON text's length)."""
         controller.last_heard = self.clock()
         link = controller.link
         if link is None:
             return
         kind = doc.get("type")
-        if kind == "ping":
+        if kind == "input":  # first: 60 times a second per player
+            self.relay.input(controller, doc, size)
+        elif kind == "remote":
+            self.relay.remote(controller, doc)
+        elif kind == "text":
+            self.relay.text(controller, doc)
+        elif kind == "app":
+            self.relay.app(controller, doc)
+        elif kind == "ping":
             link.send({"type": "pong", "t": doc.get("t"), "server_t": now_ms()})
         elif kind == "status":
-            link.send({"type": "status", "session": controller.view()})
+            link.send({"type": "status", "session": controller.view(), "input": controller.stats.to_json()})
         elif kind == "close":
             self.end(controller, "closed")
         else:
@@ -442,8 +468,12 @@ class Sessions:
                     self.end(controller, "screen_gone")
                 del self.screens[screen.device_id]
             self.pairings.sweep(screen, now)
+        rights: dict[tuple[str, str], TosError | None] = {}  # one check per person and screen, not per player
         for controller in list(self.controllers.values()):
-            refused = self.refusal(controller.user_id, controller.screen.device_id)
+            key = (controller.user_id, controller.screen.device_id)
+            if key not in rights:
+                rights[key] = self.refusal(*key)
+            refused = rights[key]
             if refused is not None:
                 self.end(controller, "not_allowed", code=4403)
             elif controller.link is not None and now - controller.last_heard > self.silence_s:
@@ -452,6 +482,7 @@ class Sessions:
                 link.close(CLOSE_SILENT, "no keep-alive")
             elif controller.lost_since is not None and now - controller.lost_since > self.resume_grace_s:
                 self.end(controller, "timeout")
+        self.relay.sweep(now)
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
@@ -464,6 +495,10 @@ class Sessions:
                 self.sweep()
             except Exception:
                 log.exception("sessions sweep failed; will try again")
+
+    def spawn(self, work: Any) -> None:
+        """Run ``work`` in the background, kept referenced until it ends."""
+        self._spawn(work)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
