@@ -115,3 +115,4 @@ def test_serve_with_a_simulated_home_and_a_clean_stop(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{http_port}/api/v1" in output  # it says where the API is
     assert "Admin token" in output
     assert "demo@tosplus.local" in output and "/console/" in output and "Corner Coffee (demo)" in output
+    assert f"http://127.0.0.1:{http_port}/console/tv.html#device=" in output and "simulate speak" in output

@@ -20,6 +20,7 @@ from rich.panel import Panel
 from tosplus import __version__
 from tosplus.errors import ConfigError
 from tosplus.services.payments import cli as payments_cli
+from tosplus.services.voice import cli as voice_cli
 
 app = typer.Typer(
     help="TOS+: an open operating platform for connected things.", no_args_is_help=True, add_completion=False
@@ -40,6 +41,7 @@ _sim = _simulate_app()
 if _sim is not None:
     app.add_typer(_sim, name="simulate", help="Simulated devices: a home, a city, or a fleet of N.")
 app.add_typer(payments_cli.app, name="payments", help="The payment system: check the ledger.")
+app.add_typer(voice_cli.app, name="voice", help="Speech recognition: measure it on recorded or synthesised speech.")
 
 
 def _settings(**flags: Any) -> Any:
@@ -181,6 +183,7 @@ async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
     async def furnish_then_pay() -> None:
         await furnish(hub, account, stop)
         await let_the_watch_pay(hub, user_id, account.home_id)
+        _print_tv_and_speaker(api, state)
 
     token = settings.admin_token or (settings.data_dir / TOKEN_FILE).read_text().strip()
     state = settings.data_dir / "simulated-home.json"
@@ -194,6 +197,29 @@ async def _demo(settings: Any, hub: Any, api: str, stop: asyncio.Event) -> None:
         )
     except Exception:
         logging.getLogger("tosplus.sim").exception("the simulated home stopped")
+
+
+def _print_tv_and_speaker(api: str, state: Path) -> None:
+    """Where to play with the demo's TV (the browser page plays it; a phone's game pad pairs with its code) and
+    how its speaker hears a spoken request. The TV's secret goes in the URL's fragment, which never reaches a
+    server log; it is the simulated TV's, saved in the data directory."""
+    from tosplus.sim.provision import CredentialStore
+
+    store = CredentialStore(state, api)
+    tv, speaker = store.get("tv", "smart-tv"), store.get("speaker", "speaker")
+    if tv is None or speaker is None:
+        return
+    lines = (
+        "[bold]TV, game pad and voice[/bold] (long lines are not wrapped: copy them whole)",
+        f"  TV        open in a browser window (it shows a pairing code and runs the arena game): "
+        f"{api}/console/tv.html#device={tv.id}&secret={tv.secret}",
+        f"  Game pad  on a phone or in another window: {api}/console/pad.html — enter the code the TV shows",
+        "  Talk      in the console: Homes → your home → Talk; or say something as the kitchen speaker:",
+        f"            tosplus simulate speak 'turn on the kitchen light' --api {api} "
+        f"--device-id {speaker.id} --secret {speaker.secret}",
+    )
+    for line in lines:
+        console.print(line, soft_wrap=True)
 
 
 @app.command()

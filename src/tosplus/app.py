@@ -443,6 +443,10 @@ async def create_hub(settings: Settings) -> Hub:
     from tosplus.services.voice.pipeline import build_voice  # numpy, ONNX, hassil: not for ingest workers
 
     hub.voice = build_voice(hub)  # engines load their models at first use
+    if settings.wyoming_engines:
+        from tosplus.services.voice.stt.wyoming_client import add_remote_engines
+
+        await add_remote_engines(hub.voice, settings.wyoming_engines)  # recognisers elsewhere, over Wyoming
     hub.activations = Activations(hub)
     hub.activations.start()  # devices' activation codes and tokens over MQTT; token changes pushed to devices
     people.binding.on_unbind.append(hub.activations.on_unbind)  # an unbound device can no longer pay (and is told)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default=None, description="A person's API key (tpk_...): Wyoming clients act as this person, in their home."
     )
     wyoming_home: str | None = Field(default=None, description="The home Wyoming acts in (the person's first home).")
+    wyoming_engines: str | None = Field(
+        default=None,
+        description="Speech-to-text engines elsewhere over Wyoming: gpu=tcp://10.0.0.5:10300 (engine wyoming-gpu).",
+    )
     session_max_players: int = Field(default=8, ge=1, le=32, description="Players per game on a screen by default.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     device_rate_per_s: float = Field(default=100.0, gt=0, description="Sustained messages/s per device.")

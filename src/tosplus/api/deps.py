@@ -6,6 +6,8 @@ thread hop per dependency per request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,6 +59,18 @@ async def websocket_principal(websocket: WebSocket, token: str | None) -> Princi
         await websocket.close(code=4401, reason="a valid bearer token is required")
         return None
     return principal
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """``(user, password)`` of an ``Authorization: Basic`` header; empty strings when there is none or it is
+    malformed (devices present their id and secret this way on WebSockets)."""
+    if not header.lower().startswith("basic "):
+        return "", ""
+    try:
+        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    return user, password
 
 
 async def require_operator(principal: Caller) -> Principal:

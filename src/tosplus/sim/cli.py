@@ -170,3 +170,85 @@ def fleet(
         )
 
     _run(main)
+
+
+@app.command()
+def screen(
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    device_id: Annotated[str | None, typer.Option(help="An existing TV's device id (default: make one).")] = None,
+    secret: Annotated[str | None, typer.Option(help="That TV's device secret.", envvar="TOSPLUS_DEVICE_SECRET")] = None,
+    name: Annotated[str, typer.Option(help="The name the TV announces.")] = "Simulated TV",
+    players: Annotated[int, typer.Option(min=1, max=32, help="Players the game takes.")] = 8,
+    echo: Annotated[bool, typer.Option(help="Echo each game-pad frame to its phone (latency).")] = True,
+    announce: Annotated[bool, typer.Option(help="Announce the TV with mDNS on the local network.")] = False,
+    state_dir: Annotated[Path | None, typer.Option(help="Where its credentials are kept.")] = None,
+    log_level: LogOption = "info",
+) -> None:
+    """A simulated TV: shows its pairing code, holds players, obeys the remote, runs apps, reads game pads.
+
+    Without --device-id a smart TV is made on the first run (its credentials are kept in simulated-screen.json
+    in the data directory) and a binding code is printed: bind it into a home, then pair phones with the code
+    the TV shows. Stops on Ctrl-C.
+    """
+    from tosplus.sim.screen import SimScreen
+
+    _logging(log_level)
+    if device_id is None:
+        device_id, secret = _screen_device(
+            api, resolve_token(token), (state_dir or data_dir()) / "simulated-screen.json"
+        )
+    elif not secret:
+        raise typer.BadParameter("the device's secret is needed with --device-id", param_hint="--secret")
+
+    async def main(stop: asyncio.Event) -> None:
+        tv = SimScreen(device_id, secret or "", api, name=name, max_players=players, echo=echo, announce=announce)
+        tv.link.on_code(
+            lambda shown: console.print(f"[bold]pairing code {shown.text}[/bold]  ({shown.uri})") if shown else None
+        )
+        tv.link.on_controller(
+            lambda event, doc: console.print(f"{event.split('.', 1)[1]}: player {doc.get('slot')} ({doc.get('name')})")
+        )
+        async with tv:
+            await tv.show_pairing()
+            console.print(f"{name} ({device_id}) is on {api}; Ctrl-C to stop")
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 10)
+                if tv.frames:
+                    console.print(f"game pads: {tv.frames} frames so far, players {sorted(tv.pads)}")
+
+    _run(main)
+
+
+def _screen_device(api: str, admin_token: str, path: Path) -> tuple[str, str]:
+    """The simulated TV's device id and secret: kept from an earlier run, or a new smart TV."""
+    import json
+
+    import httpx
+
+    if path.exists():
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        return str(kept["id"]), str(kept["secret"])
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as client:
+        made = client.post("/api/v1/devices", json={"product_id": "smart-tv", "name": "Simulated TV"})
+        if made.status_code != 201:
+            raise ProvisioningError(f"could not make a TV: {made.status_code} {made.text}")
+        device = made.json()
+        code = client.post(f"/api/v1/devices/{device['id']}/binding-codes", json={"valid_days": 7})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"id": device["id"], "secret": device["secret"]}))
+    if code.status_code == 201:
+        console.print(f"a new TV {device['id']}: bind it into a home with the code [bold]{code.json()['code']}[/bold]")
+    return str(device["id"]), str(device["secret"])
+
+
+def _speak_command() -> None:
+    from tosplus.sim.speak import speak
+
+    app.command("speak")(speak)
+
+
+_speak_command()

@@ -18,12 +18,14 @@ from wyoming.info import Describe, Info
 from wyoming.intent import Intent, NotRecognized, Recognize
 from wyoming.tts import Synthesize
 
-from tests.services.voice.test_pipeline import spoken
+from tests.services.voice.test_pipeline import free_form, spoken
 from tests.services.voice.test_voice_api import _desired, _device
 from tests.support.hubs import HubUnderTest
 from tests.support.people import sign_up
 from tests.support.services import free_port
+from tosplus.errors import InvalidInput, TosError
 from tosplus.services.voice.stt import normalize
+from tosplus.services.voice.stt.wyoming_client import WyomingEngine, add_remote_engines, parse_engines
 from tosplus.services.voice.wyoming_server import Wyoming
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -105,3 +107,38 @@ async def test_home_assistant_can_use_tosplus_speech_and_intents(hub: HubUnderTe
             assert AudioStart.is_type(said[0].type)
             audio_bytes = sum(len(AudioChunk.from_event(e).audio) for e in said if AudioChunk.is_type(e.type))
             assert audio_bytes > 16000  # more than half a second of speech
+
+
+async def test_a_wyoming_engine_elsewhere_becomes_one_of_ours(hub: HubUnderTest) -> None:
+    """TOS+ as a Wyoming client: the engine answers through the protocol, is chosen by name in a request, and an
+    engine that cannot be reached is left out without stopping anything."""
+    owner = await sign_up(hub, "owner")
+    async with owner.api:
+        home = await owner.create_home(rooms=("Living room",))
+        lamp = await _device(hub, owner, home, "light", "Ceiling light", "Living room")
+        remote = await Wyoming.open(hub.hub, None, None)  # speech to text only: a recogniser on another machine
+        async with served(remote) as port:
+            voice = hub.hub.voice
+            missing = f"tcp://127.0.0.1:{free_port()}"
+            whisper = free_form(hub)  # the remote's model to use, by name
+            added = await add_remote_engines(voice, f"far=tcp://127.0.0.1:{port}/{whisper}, gone={missing}")
+            assert added == ["wyoming-far"] and "wyoming-gone" not in voice.engines
+            engine = voice.engines["wyoming-far"]
+            assert isinstance(engine, WyomingEngine) and "en" in engine.languages
+
+            audio = await spoken("turn on the living room light")
+            heard = await engine.transcribe(audio, language="en")
+            assert normalize(heard.text) == "turn on the living room light" and heard.engine == "wyoming-far"
+            response = await owner.api.post(
+                "/api/v1/voice/audio",
+                params={"home_id": home["id"], "engine": "wyoming-far", "speak": "false"},
+                content=audio.wav(),
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["reply"]["ok"] and await _desired(owner, lamp["id"]) == {"on": True}
+        with pytest.raises(TosError, match=r"cannot be reached|failed"):
+            await engine.transcribe(audio, language="en")  # the server is gone: a clear error, not a hang
+        for bad in ("far", "far=http://x", "=tcp://x:1", "a b=tcp://x:1"):
+            with pytest.raises(InvalidInput):
+                parse_engines(bad)
+        voice.engines.pop("wyoming-far")

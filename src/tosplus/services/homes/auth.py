@@ -101,7 +101,7 @@ class Auth:
             key = self._keys.get(hash_secret(token))
             if key is not None and key.user_id in self.accounts.users:
                 self._note_key_use(key)
-                return _principal(self.accounts.users[key.user_id], None)
+                return principal_of(self.accounts.users[key.user_id], None)
             raise Unauthorized("this API key is not valid (revoked or mistyped)")
         return self.operator_tokens.verify(token)
 
@@ -112,7 +112,7 @@ class Auth:
         user = self.accounts.users.get(claims["sub"])
         if user is None or claims["sid"] in self._ended_sessions or claims["ims"] < user.tokens_valid_after:
             raise Unauthorized("this session has ended; sign in again")
-        return _principal(user, claims["sid"])
+        return principal_of(user, claims["sid"])
 
     def _decode(self, token: str) -> dict[str, Any]:
         """Check signature and expiry; remember the claims of a good token, so its next use skips the decode
@@ -324,5 +324,6 @@ class Auth:
         self._keys.pop(digest, None)
 
 
-def _principal(user: User, session_id: str | None) -> Principal:
+def principal_of(user: User, session_id: str | None = None) -> Principal:
+    """The caller a person is (``session_id``: the sign-in session it came with, if any)."""
     return Principal(user.id, user.email, user.role, user.id, session_id, user.manufacturer)

@@ -105,7 +105,7 @@ def load_test_set(path: Path) -> TestSet:
     return TestSet(normalize_language(doc["language"]), home_slots_of(doc["home"]), cases, ood)
 
 
-def _same(expected: dict[str, Any], got: dict[str, Any]) -> bool:
+def same_slots(expected: dict[str, Any], got: dict[str, Any]) -> bool:
     if expected.keys() != got.keys():
         return False
     for key, want in expected.items():
@@ -139,7 +139,7 @@ def evaluate(test_set: TestSet, progress: Callable[[int], None] | None = None) -
             expected = {"intent": case.intent, "slots": case.slots}
             if result is not None and result.intent == case.intent:
                 report.intent_right += 1
-                if _same(case.slots, result.slots):
+                if same_slots(case.slots, result.slots):
                     report.exact += 1
                     continue
             report.misses.append(Miss(case.text, expected, got))

@@ -6,7 +6,8 @@ is served by the hub when ``TOSPLUS_WYOMING_URI`` is set (e.g. ``tcp://0.0.0.0:1
 - ``describe`` → ``info``: our speech-to-text engines and languages, intent recognition and handling, the TTS
   voices;
 - ``transcribe`` + ``audio-start`` / ``audio-chunk`` / ``audio-stop`` → ``transcript``: any rate, width and
-  channels, converted; the engine asked for by name, else the language's default;
+  channels, converted; the engine asked for by name, else the home's choice for the language (voice settings),
+  else the language's default;
 - ``recognize {text}`` → ``intent {name, entities}`` or ``not-recognized``;
 - ``transcript {text}`` (handle) → ``handled {text}`` (done, with the answer) or ``not-handled``;
 - ``synthesize {text}`` → ``audio-start``, ``audio-chunk``s, ``audio-stop`` (espeak-ng).
@@ -215,9 +216,11 @@ class _Handler(AsyncEventHandler):
         self._pcm.clear()
         asked = self._transcribe
         language = language_of("", asked.language if asked and asked.language else "en")
-        engine = self.wyoming.voice.engine(
-            language, asked.name if asked and asked.name in self.wyoming.voice.engines else None
-        )
+        voice, home_id = self.wyoming.voice, self.wyoming.home_id
+        name = asked.name if asked and asked.name in voice.engines else None
+        if name is None and home_id is not None:  # the home's engine for the language, as for the API
+            name = await voice.settings.engine_name(home_id, language)
+        engine = voice.engine(language, name)
         heard = await engine.transcribe(audio, language=language, grammar=None)
         await self.write_event(Transcript(text=heard.text, language=language).event())
 

@@ -14,6 +14,7 @@ from tosplus.services.payments import tables_webhooks as _webhooks_tables  # noq
 from tosplus.services.payments import tables_withdrawals as _withdrawals_tables  # noqa: F401
 from tosplus.services.scenes import tables as _scenes_tables  # noqa: F401
 from tosplus.services.sessions import tables as _sessions_tables  # noqa: F401
+from tosplus.services.voice import tables as _voice_tables  # noqa: F401
 from tosplus.storage.tables import metadata
 
 connection = context.config.attributes.get("connection")

@@ -22,6 +22,7 @@ const ROUTES = [
   [/^\/homes\/([^/]+)\/scenes\/new$/, 'scenes', 'edit', true],
   [/^\/homes\/([^/]+)\/scenes\/([^/]+)$/, 'scenes', 'edit', true],
   [/^\/homes\/([^/]+)\/audit$/, 'audit', 'render', true],
+  [/^\/homes\/([^/]+)\/talk$/, 'talk', 'render', true],
   [/^\/audit$/, 'audit', 'render', true],
   [/^\/devices\/([^/]+)$/, 'device', 'render', true],
   [/^\/invite\/([^/]+)$/, 'invite', 'render', true],
@@ -84,6 +85,7 @@ function renderNav() {
   const links = [
     h('a', { href: '#/' }, 'Homes'),
     api.usingAdminToken() ? null : h('a', { href: '#/wallet' }, 'Wallet'),
+    api.usingAdminToken() ? null : h('a', { href: 'pad.html' }, 'Game pad'),
     merchantsLink(me),
     api.isOperator() ? h('a', { href: '#/operator' }, 'Operator') : null,
     api.isOperator() ? h('a', { href: '#/audit' }, 'Audit') : null,

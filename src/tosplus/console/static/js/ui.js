@@ -150,6 +150,7 @@ export function homeTabs(homeId, active, role) {
   const tabs = [
     ['devices', 'Devices', `#/homes/${homeId}`],
     ['scenes', 'Scenes', `#/homes/${homeId}/scenes`],
+    ['talk', 'Talk', `#/homes/${homeId}/talk`],
     ['bind', 'Add device', `#/homes/${homeId}/bind`],
     ['rooms', 'Rooms', `#/homes/${homeId}/rooms`],
     ['members', 'Members', `#/homes/${homeId}/members`],

@@ -19,6 +19,7 @@ def routers() -> list[APIRouter]:
     from tosplus.services.sessions.routes import router as sessions_router
     from tosplus.services.voice.routes import router as voice_text
     from tosplus.services.voice.routes_audio import router as voice_audio
+    from tosplus.services.voice.routes_device import router as voice_device
 
     return [
         auth.router,
@@ -36,4 +37,5 @@ def routers() -> list[APIRouter]:
         sessions_router,
         voice_text,
         voice_audio,
+        voice_device,
     ]

@@ -35,6 +35,7 @@ const ACTIONS = {
   'scene.update': 'Changed a scene',
   'scene.delete': 'Deleted a scene',
   'scene.run': 'Ran a scene',
+  'voice.settings': 'Changed the voice settings',
 };
 
 /** An entry's detail as `key: value` pairs rather than raw JSON (empty values left out). */

@@ -7,6 +7,7 @@ import { timeChart } from '../chart.js';
 import { commandWords, controlsFor } from '../controls.js';
 import * as live from '../live.js';
 import { add, ask, busy, copy, fmtAgo, fmtTime, fmtValue, h, header, notice, onlineBadge, showError, table, toast } from '../ui.js';
+import { isScreen, screenSection } from './screen.js';
 import { paymentSection } from './wallet.js';
 
 const RANGES = [
@@ -149,6 +150,7 @@ export async function render(root, deviceId) {
 
   // Paying with it (from the person's own wallet)
   if (home && !usingAdminToken()) add(root, paymentSection(device.id));
+  if (home && !usingAdminToken() && isScreen(model)) add(root, screenSection(device, role));
 
   // Managing it
   if (home || isOperator()) add(root, manageSection(device, home, role));
