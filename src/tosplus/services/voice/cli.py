@@ -76,11 +76,11 @@ def _engine(name: str) -> Any:
 
 
 def _grammar(language: str, slots: Any) -> Any:
-    """What the hub gives the default engine for this home."""
+    """What the hub gives the default engine for this home: the word graph compiled from the templates."""
     from tosplus.services.voice.stt import Grammar
-    from tosplus.services.voice.understanding.grammar import expand_sentences
+    from tosplus.services.voice.understanding.speech_graph import template_graph
 
-    return Grammar.of(expand_sentences(language, slots))
+    return Grammar.of_graph(template_graph(language, slots))
 
 
 def _percent(x: float) -> str:

@@ -14,12 +14,14 @@ that device, so the live stream shows them to whoever may see the device.
 
 The audio is 16 kHz mono 16-bit PCM in chunks (a browser's microphone, a device's, or a file cut in chunks);
 speech ends when the voice-activity detector hears enough silence, or when the stream ends. With a grammar
-engine (pocketsphinx) the grammar is the sentences the home's names allow now, so "turn on the desk lamp" is
-heard when there is a desk lamp, and what is not a command is rejected rather than forced into one.
+engine (pocketsphinx) the grammar is every sentence the intent templates accept with the home's names now,
+compiled from the templates into a word graph, so "turn on the desk lamp" is heard when there is a desk lamp,
+and what is not a command is rejected rather than forced into one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -36,9 +38,11 @@ from tosplus.errors import InvalidInput, TosError
 from tosplus.services.voice.answers import say
 from tosplus.services.voice.audio import Audio
 from tosplus.services.voice.conversation import Reply, converse
+from tosplus.services.voice.settings import HomeVoiceSettings
 from tosplus.services.voice.stt import Grammar, SpeechToText, Transcript
 from tosplus.services.voice.tts import EspeakTTS
-from tosplus.services.voice.understanding import Slots, expand_sentences, home_slots, normalize_language
+from tosplus.services.voice.understanding import Slots, home_slots, normalize_language
+from tosplus.services.voice.understanding.speech_graph import template_graph
 from tosplus.services.voice.vad import VoiceActivity
 
 if TYPE_CHECKING:
@@ -74,13 +78,15 @@ class RunResult:
 
 
 class Voice:
-    """The hub's voice service: engines by name, the default engine per language, text to speech."""
+    """The hub's voice service: engines by name, the default engine per language (a home may choose another:
+    ``settings``), text to speech."""
 
     def __init__(self, hub: Hub, engines: dict[str, SpeechToText], defaults: dict[str, str], tts: EspeakTTS) -> None:
         self.hub = hub
         self.engines = engines
         self.defaults = defaults  # language -> engine name
         self.tts = tts
+        self.settings = HomeVoiceSettings(hub.engine, self)  # each home's engine per language
         self._grammars: OrderedDict[str, Grammar] = OrderedDict()
 
     def engine(self, language: str, name: str | None = None) -> SpeechToText:
@@ -94,11 +100,12 @@ class Voice:
         return engine
 
     def grammar(self, language: str, slots: Slots) -> Grammar:
-        """The sentences the home's names allow, cached by the names (a renamed device makes a new grammar)."""
+        """Every sentence the templates accept with the home's names (a word graph compiled from the templates, about
+        a second for 50 devices: call it in a thread), cached by the names (a renamed device makes a new grammar)."""
         key = hashlib.sha256(f"{language}\n{slots!r}".encode()).hexdigest()
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = Grammar.of(expand_sentences(language, slots))
+            grammar = Grammar.of_graph(template_graph(language, slots))
             self._grammars[key] = grammar
             while len(self._grammars) > GRAMMAR_CACHE:
                 self._grammars.popitem(last=False)
@@ -133,7 +140,7 @@ class Voice:
         reply: Reply | None = None
         spoken: bytes | None = None
         try:
-            stt = self.engine(language, engine)
+            stt = self.engine(language, engine or await self.settings.engine_name(home_id, language))
             slots = await home_slots(self.hub, caller, home_id)
             await report("run-start", language=language, engine=stt.name, device_id=device_id)
             await report("stt-start")
@@ -143,7 +150,7 @@ class Voice:
                 return RunResult(run_id, None, None, None, timings)
             # A grammar engine hears only the home's sentences; a free-form one (Whisper) writes what was said and
             # understanding judges it, as for typed text.
-            grammar = self.grammar(language, slots) if stt.name in GRAMMAR_ENGINES else None
+            grammar = await asyncio.to_thread(self.grammar, language, slots) if stt.name in GRAMMAR_ENGINES else None
             transcript = await stt.transcribe(speech, language=language, grammar=grammar)
             timings["stt"] = (time.perf_counter() - heard_at) * 1000
             await report(

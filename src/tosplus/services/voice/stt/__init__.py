@@ -1,8 +1,9 @@
 """Speech to text: the interface every engine implements, and the values it speaks in.
 
 An engine has a ``name``, the ``languages`` it understands, and ``async transcribe(audio, *, language,
-grammar)``. With a :class:`Grammar` (the sentences currently allowed, from the understanding side's
-``expand_sentences()``) an engine answers one of those sentences or nothing: a :class:`Transcript` whose
+grammar)``. With a :class:`Grammar` (the sentences currently allowed: a list, or a word graph compiled from the
+understanding side's templates with example sentences drawn from it) an engine answers one of those sentences
+or nothing: a :class:`Transcript` whose
 ``text`` is empty means "heard speech, but not something we can do" (out of domain), never a forced guess.
 Engines run their CPU work in a thread (``asyncio.to_thread``), so the hub's event loop stays free. Engines
 that can also decode while the audio arrives implement :class:`StreamingSpeechToText` (``open_stream``).
@@ -20,28 +21,51 @@ import numpy.typing as npt
 
 from ..audio import Audio
 from .text import normalize
+from .wordgraph import WordGraph
 
-__all__ = ["Grammar", "SpeechStream", "SpeechToText", "StreamingSpeechToText", "Transcript", "normalize"]
+__all__ = ["Grammar", "SpeechStream", "SpeechToText", "StreamingSpeechToText", "Transcript", "WordGraph", "normalize"]
 
 
 @dataclass(frozen=True)
 class Grammar:
-    """The sentences a person may say now (order kept, duplicates dropped), with a stable content key."""
+    """The sentences a person may say now, with a stable content key.
+
+    Either a list of ``sentences`` (order kept, duplicates dropped), or a ``graph`` holding every allowed sentence
+    in normalised words (:func:`normalize`), with ``sentences`` then a sample of it for engines that can only
+    compare with a list. An engine that searches a graph (pocketsphinx) uses ``graph`` when there is one.
+    """
 
     sentences: tuple[str, ...]
+    graph: WordGraph | None = field(default=None, compare=False)
     key: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         unique = tuple(dict.fromkeys(s.strip() for s in self.sentences if s.strip()))
         object.__setattr__(self, "sentences", unique)
-        digest = hashlib.sha256("\n".join(sorted({normalize(s) for s in unique})).encode()).hexdigest()
-        object.__setattr__(self, "key", digest[:32])
+        if self.graph is not None:
+            content = "graph " + self.graph.key
+        else:
+            content = "\n".join(sorted({normalize(s) for s in unique}))
+        object.__setattr__(self, "key", hashlib.sha256(content.encode()).hexdigest()[:32])
 
     @classmethod
     def of(cls, sentences: Iterable[str]) -> Grammar:
         return cls(tuple(sentences))
 
+    @classmethod
+    def of_graph(cls, graph: WordGraph, *, examples: int = 2000) -> Grammar:
+        """The sentences of ``graph``, with up to ``examples`` of them listed (random paths, deterministic)."""
+        return cls(tuple(graph.sample(examples)), graph)
+
+    def allows(self, text: str) -> bool:
+        """Whether ``text`` (normalised first) is one of the sentences."""
+        said = normalize(text)
+        if self.graph is not None:
+            return self.graph.accepts(said.split())
+        return said in {normalize(s) for s in self.sentences}
+
     def __len__(self) -> int:
+        """Sentences listed (a graph holds many more: see ``graph``)."""
         return len(self.sentences)
 
 

@@ -3,12 +3,14 @@
 The acoustic model (US English), the CMU dictionary and a general English trigram model all come inside the
 ``pocketsphinx`` wheel (``pocketsphinx.get_model_path()``); nothing is downloaded.
 
-Grammar: the sentences are normalised (lowercase, numbers spelled as words, punctuation dropped) and compiled
-into a minimal word graph (:mod:`.wordgraph`), given to pocketsphinx as a finite-state grammar with free
-silence between words. Words missing from the dictionary get a pronunciation from espeak-ng's letter-to-sound
-rules (:mod:`.g2p`); sentences whose words cannot be pronounced are left out and listed in
-:attr:`CompiledGrammar.dropped`. Compiled grammars are cached by content key, and each decoder keeps the
-searches of the grammars it has used, so a request does not rebuild anything.
+Grammar: a minimal word graph (:mod:`.wordgraph`) given to pocketsphinx as a finite-state grammar with free
+silence between words. The hub's grammars arrive as graphs compiled from the intent templates themselves (every
+sentence they accept, in normalised words); a grammar that is only a list of sentences is normalised
+(lowercase, numbers spelled as words, punctuation dropped) and made into a graph here. Words missing from the
+dictionary get a pronunciation from espeak-ng's letter-to-sound rules (:mod:`.g2p`); sentences whose words
+cannot be pronounced are left out (listed in :attr:`CompiledGrammar.dropped`, or for a graph the words in
+:attr:`CompiledGrammar.unpronounceable`). Compiled grammars are cached by content key, and each decoder keeps
+the searches of the grammars it has used, so a request does not rebuild anything.
 
 Rejection: the same audio is decoded a second time with the general English trigram model. Speech that is
 one of the sentences scores about as well through the grammar as through free English (usually better: the
@@ -16,9 +18,11 @@ grammar leaves no room for the wrong words); speech that is not ("order a pizza"
 machine") is forced through words it does not contain and scores far worse than free English, which finds
 what was really said. The per-frame difference of the two path scores is the margin: the transcript is
 accepted when the grammar search ended a sentence and the margin is at least ``threshold``; ``confidence``
-is a logistic function of the margin (0.5 at the threshold). The default threshold (17) was set on the
-synthesised set of seed 1 (560 utterances, pink noise at 15 dB): there no out-of-domain utterance reached it,
-and the few commands below it were short ones ("pause the tv"); BENCHMARKS.md has the figures on other seeds.
+is a logistic function of the margin (0.5 at the threshold). Margins depend on the grammar's size, so there
+are two thresholds, both set on the synthesised set of seed 1 (560 utterances; BENCHMARKS.md has the figures on
+other seeds): 10 for the hub's grammars compiled from the templates (with and without noise, at most 2 of 240
+out-of-domain utterances reached it), and 17 for a grammar given as a short list of sentences (867 of them:
+no out-of-domain utterance reached it with pink noise at 15 dB).
 
 Streaming: pocketsphinx holds the GIL while it decodes, so audio goes in small blocks (a tenth of a second of
 speech costs about 20 ms), either as it arrives (:meth:`SphinxEngine.open_stream`: the work is done while
@@ -47,17 +51,22 @@ from ..audio import SAMPLE_RATE, Audio
 from . import Grammar, Transcript
 from .g2p import pronounce
 from .text import normalize
-from .wordgraph import Transition, word_graph
+from .wordgraph import WordGraph
 
-__all__ = ["DEFAULT_THRESHOLD", "CompiledGrammar", "SphinxEngine", "SphinxStream"]
+__all__ = ["DEFAULT_THRESHOLD", "LIST_THRESHOLD", "CompiledGrammar", "SphinxEngine", "SphinxStream"]
 
-DEFAULT_THRESHOLD: Final = 17.0  # grammar-vs-English margin (decoder log units per 10 ms frame)
+DEFAULT_THRESHOLD: Final = 10.0  # grammar-vs-English margin (decoder log units per 10 ms frame), template graphs
+LIST_THRESHOLD: Final = 17.0  # the same for a grammar given as a list of sentences (smaller: higher margins)
 _SCALE: Final = 2.0  # margin units for one e-fold of the logistic confidence
 _PAD_S: Final = 0.25  # quiet added either side: the grammar search needs silence to enter and leave
 _PAD_FRAMES: Final = 2 * round(_PAD_S * 100)  # the decoder makes 100 frames a second
 _BLOCK: Final = SAMPLE_RATE // 10  # samples decoded per call (0.1 s)
 _DITHER: Final = 100.0  # standard deviation of the added noise, in 16-bit steps (about -50 dBFS)
 _ZERO: Final = -(2**29)
+# Where the running cepstral mean starts: the mean reached after a few dozen commands with the noise floor added
+# below (the model's own start, 40,3,-1,0..., is far from it). From the model's start, the first utterance a
+# decoder heard often ended inside a sentence with a large grammar ("turn on the living room light" rejected).
+_CMN_START: Final = "52,-11,-3,2,-8,-6,-2,-8,-4,-5,-3,-1,-1"
 
 
 @dataclass(frozen=True)
@@ -65,16 +74,22 @@ class CompiledGrammar:
     """A grammar as the decoder takes it: a word graph, pronunciations for new words, sentences kept."""
 
     key: str
-    transitions: tuple[Transition, ...]
-    start: int
-    final: int
-    sentence_of: dict[str, str]  # normalised words -> the sentence as the grammar wrote it
+    graph: WordGraph
+    sentence_of: dict[str, str]  # normalised words -> the sentence as a list grammar wrote it (empty for a graph)
     new_words: dict[str, str]  # word -> ARPAbet, for words the dictionary lacks
-    dropped: tuple[str, ...]  # sentences left out: a word could not be pronounced
+    dropped: tuple[str, ...]  # sentences of a list left out: a word could not be pronounced
+    unpronounceable: tuple[str, ...] = ()  # words of a graph left out, with every sentence using them
 
     @property
     def search(self) -> str:
         return "g" + self.key
+
+    def sentence(self, words: str) -> str:
+        """The grammar's sentence the decoder's words are, or "" when they are not one (a search that stopped
+        inside a sentence)."""
+        if self.sentence_of:
+            return self.sentence_of.get(words, "")
+        return words if words and self.graph.accepts(words.split()) else ""
 
 
 class _Pair:
@@ -94,8 +109,9 @@ class _Pair:
             new = [(w, p) for w, p in grammar.new_words.items() if d.lookup_word(w) is None]
             for i, (word, phones) in enumerate(new):
                 d.add_word(word, phones, i == len(new) - 1)
-            arcs = [t if t[3] is not None else t[:3] for t in grammar.transitions]  # 3-tuples: empty transitions
-            d.add_fsg(grammar.search, d.create_fsg(grammar.search, grammar.start, grammar.final, arcs))
+            transitions, start, final = grammar.graph.fsg()
+            arcs = [t if t[3] is not None else t[:3] for t in transitions]  # 3-tuples: empty transitions
+            d.add_fsg(grammar.search, d.create_fsg(grammar.search, start, final, arcs))
             self.searches[grammar.search] = None
             while len(self.searches) > self.max_grammars:
                 old, _ = self.searches.popitem(last=False)
@@ -178,13 +194,18 @@ class SphinxStream:
             finally:
                 self._pair = None
                 self._engine._release(pair)
-        sentence = self._grammar.sentence_of.get(words, "")
+        sentence = self._grammar.sentence(words)
         if not sentence or score <= _ZERO or frames <= 0:  # the search stopped inside a sentence
             return self._transcript("", -math.inf, words, started)
         # per frame of the audio given (not of the quiet added around it, which scores alike in both searches)
         margin = (score - english) / max(frames - _PAD_FRAMES, 1) if english > _ZERO else math.inf
-        accepted = margin >= self._engine.threshold
+        accepted = margin >= self._threshold
         return self._transcript(sentence if accepted else "", margin, sentence, started)
+
+    @property
+    def _threshold(self) -> float:
+        listed = self._grammar is not None and bool(self._grammar.sentence_of)
+        return self._engine.list_threshold if listed else self._engine.threshold
 
     def _transcript(self, text: str, margin: float, guess: str, started: float, *, free: bool = False) -> Transcript:
         self._decode_s += time.perf_counter() - started
@@ -193,7 +214,7 @@ class SphinxStream:
         elif margin == -math.inf:
             confidence = 0.0
         else:
-            z = (margin - self._engine.threshold) / _SCALE
+            z = (margin - self._threshold) / _SCALE
             confidence = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         return Transcript(
             text=text,
@@ -240,9 +261,10 @@ class SphinxStream:
 class SphinxEngine:
     """pocketsphinx (US English) with grammars and out-of-domain rejection.
 
-    ``threshold``: margin below which speech is rejected (lower accepts more). ``streams``: utterances decoded
-    at once (each holds two decoders, 125 MB together: two copies of the acoustic model and the
-    dictionary, and the English trigram model); more wait.
+    ``threshold``: margin below which speech is rejected (lower accepts more) with a grammar compiled from the
+    templates (a word graph); ``list_threshold``: the same with a grammar given as a list of sentences.
+    ``streams``: utterances decoded at once (each holds two decoders, 125 MB together: two copies of the
+    acoustic model and the dictionary, and the English trigram model); more wait.
     ``max_grammars``: compiled grammars kept. ``pronounce_missing``: ask espeak-ng for words the dictionary lacks.
     ``wait_s``: how long a request waits for a free pair before it is refused (:class:`RateLimited`).
     """
@@ -251,12 +273,14 @@ class SphinxEngine:
         self,
         *,
         threshold: float = DEFAULT_THRESHOLD,
+        list_threshold: float = LIST_THRESHOLD,
         streams: int = 2,
         max_grammars: int = 16,
         pronounce_missing: bool = True,
         wait_s: float = 10.0,
     ) -> None:
         self.threshold = threshold
+        self.list_threshold = list_threshold
         self.wait_s = wait_s
         self._max_pairs = max(1, streams)
         self._max_grammars = max(1, max_grammars)
@@ -333,6 +357,8 @@ class SphinxEngine:
         return compiled
 
     def _compile(self, grammar: Grammar) -> CompiledGrammar:
+        if grammar.graph is not None:
+            return self._compile_graph(grammar.key, grammar.graph)
         sentence_of: dict[str, str] = {}
         new_words: dict[str, str] = {}
         dropped: list[str] = []
@@ -346,8 +372,14 @@ class SphinxEngine:
                 continue
             new_words.update({w: p for w, p in missing.items() if p is not None})
             sentence_of[words] = sentence
-        transitions, start, final = word_graph([w.split() for w in sentence_of])
-        return CompiledGrammar(grammar.key, tuple(transitions), start, final, sentence_of, new_words, tuple(dropped))
+        graph = WordGraph.of_sentences(w.split() for w in sentence_of)
+        return CompiledGrammar(grammar.key, graph, sentence_of, new_words, tuple(dropped))
+
+    def _compile_graph(self, key: str, graph: WordGraph) -> CompiledGrammar:
+        missing = {w: self._pronunciation(w) for w in sorted(graph.vocabulary) if not self._known(w)}
+        unpronounceable = tuple(w for w, p in missing.items() if p is None)
+        new_words = {w: p for w, p in missing.items() if p is not None}
+        return CompiledGrammar(key, graph.without(unpronounceable), {}, new_words, (), unpronounceable)
 
     def _known(self, word: str) -> bool:
         if self._lexicon is None:
@@ -429,10 +461,17 @@ def _new_decoder(*, lm: bool) -> Any:
         "loglevel": "FATAL",
         "samprate": SAMPLE_RATE,
     }
-    if lm:
+    if not lm:
+        # A wider word beam than the default (7e-29): with a grammar of every sentence the templates allow, it
+        # pruned the right path of common commands ("turn on the living room light" ended nowhere). No lattice
+        # pass: it cost up to 1 s on such grammars and changed no answer for the better.
+        options |= {"bestpath": False, "wbeam": 1e-40}
+    else:
         # One fast pass is enough for a competitor score: no second (flat) pass, no lattice.
         options |= {"lm": os.path.join(model, "en-us.lm.bin"), "fwdflat": False, "bestpath": False, "maxhmmpf": 5000}
-    return Decoder(Config(**options))
+    decoder = Decoder(Config(**options))
+    decoder.set_cmn(_CMN_START)
+    return decoder
 
 
 def _dictionary_words() -> frozenset[str]:

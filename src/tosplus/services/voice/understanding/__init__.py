@@ -2,7 +2,9 @@
 
 - ``home_slots(hub, principal, home_id)``: the rooms, devices, scenes, merchants and apps the caller may name;
 - ``recognize(text, language, slots)``: a ``Recognized`` (intent, slots, matched text) or ``None``;
-- ``expand_sentences(language, slots, limit=...)``: concrete sentences for a speech engine's grammar.
+- ``expand_sentences(language, slots, limit=...)``: concrete sentences sampled from the templates;
+- ``speech_graph.template_graph(language, slots)``: every sentence the templates accept, as the word graph a
+  speech engine searches (what the hub gives pocketsphinx).
 """
 
 from tosplus.services.voice.understanding.grammar import expand_sentences
