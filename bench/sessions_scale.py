@@ -8,6 +8,8 @@ phones for real (SPAKE2 through the hub, with ``ScreenLink``), then hands its co
 
 At each step, the first N sessions send 60 input frames a second each, spread evenly over time; the TVs take
 the arrival time of every frame against its ``t_sent`` (same machine, same clock) after one second of warm-up.
+The lean TVs ask for their input frames in batches (``inputs``), as ``ScreenLink`` does; ``--no-batch`` makes
+them take one message a frame, as the browser TV page does.
 
     python bench/sessions_scale.py --steps 100,200,300,500,700 --seconds 10 --workers 1
 """
@@ -55,6 +57,7 @@ class Worker:
     token: str
     tvs: list[dict[str, str]]
     per_tv: int
+    batch: bool = True
     host: str = "127.0.0.1"
     port: int = 0
     screens: list[WireClient] = field(default_factory=list)
@@ -62,14 +65,23 @@ class Worker:
     latencies: array[float] = field(default_factory=lambda: array("d"))
     recording: bool = False
     received: int = 0
+    messages: int = 0  # input messages on the TVs (a batch counts once)
     errors: int = 0
 
     def on_screen(self, payload: bytes) -> None:
         doc = orjson.loads(payload)
-        if doc.get("type") == "input":
-            self.received += 1
-            if self.recording:
-                self.latencies.append(now_ms() - doc["t_sent"])
+        kind = doc.get("type")
+        if kind == "inputs":  # the TV asked for batches: the frames waiting at the hub, in one message
+            frames = doc["frames"]
+        elif kind == "input":
+            frames = [doc]
+        else:
+            return
+        self.received += len(frames)
+        self.messages += 1
+        if self.recording:
+            now = now_ms()
+            self.latencies.extend(now - frame["t_sent"] for frame in frames)
 
     def on_phone(self, payload: bytes) -> None:
         if b'"error"' in payload:
@@ -103,7 +115,8 @@ class Worker:
         client = await wire_connect(
             self.host, self.port, "/api/v1/sessions/screen", self.on_screen, screen_headers(tv["id"], tv["secret"])
         )
-        client.send_json({"type": "hello", "discriminator": discriminator, "max_players": self.per_tv})
+        hello = {"type": "hello", "discriminator": discriminator, "max_players": self.per_tv, "batch": self.batch}
+        client.send_json(hello)
         self.screens.append(client)
 
     async def keepalive(self) -> None:
@@ -116,7 +129,7 @@ class Worker:
     async def step(self, active: int, rate: float, seconds: float) -> dict[str, Any]:
         phones = self.phones[:active]
         self.latencies = array("d")
-        self.received, self.errors = 0, 0
+        self.received, self.messages, self.errors = 0, 0, 0
         cpu, start = time.process_time(), time.perf_counter()
         total = int(seconds * rate * active)
         spacing = 1.0 / (rate * active) if active else 1.0
@@ -146,6 +159,7 @@ class Worker:
         return {
             "sent": sent,
             "received": self.received,
+            "messages": self.messages,
             "measured": self.received - measured_from,
             "latencies": self.latencies.tobytes(),
             "cpu": time.process_time() - cpu,
@@ -157,12 +171,14 @@ class Worker:
     _base: int = 0
 
 
-def worker_main(conn: Connection, api: str, token: str, tvs: list[dict[str, str]], per_tv: int, core: int) -> None:
+def worker_main(
+    conn: Connection, api: str, token: str, tvs: list[dict[str, str]], per_tv: int, core: int, batch: bool
+) -> None:
     if core >= 0:
         os.sched_setaffinity(0, {core})
 
     async def main() -> None:
-        worker = Worker(api, token, tvs, per_tv)
+        worker = Worker(api, token, tvs, per_tv, batch)
         pinger = asyncio.get_running_loop().create_task(worker.keepalive())  # from the first phone on
         await worker.set_up(conn)
         conn.send(("ready", len(worker.phones)))
@@ -186,7 +202,9 @@ def pin_process(pid: int, cores: set[int]) -> None:
             os.sched_setaffinity(int(tid), cores)
 
 
-def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int, pin: bool, stop_ms: float) -> None:
+def run(
+    steps: list[int], seconds: float, rate: float, workers: int, per_tv: int, pin: bool, stop_ms: float, batch: bool
+) -> None:
     most = max(steps)
     tv_count = math.ceil(most / per_tv)
     env = {"TOSPLUS_SESSION_MAX_PLAYERS": str(per_tv)}
@@ -201,7 +219,9 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
         for share in shares:
             mine, theirs = ctx.Pipe()
             process = ctx.Process(
-                target=worker_main, args=(theirs, hub.api, home.token, share, per_tv, 1 if pin else -1), daemon=True
+                target=worker_main,
+                args=(theirs, hub.api, home.token, share, per_tv, 1 if pin else -1, batch),
+                daemon=True,
             )
             process.start()
             pipes.append(mine)
@@ -255,6 +275,7 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
                 "p99": percentile(latencies, 0.99) if latencies else math.nan,
                 "max": max(latencies) if latencies else math.nan,
                 "hub_cpu": hub_cpu / wall,
+                "batch": sum(r["received"] for r in results) / max(1, sum(r["messages"] for r in results)),
                 "hub_us": hub_cpu / max(1, sum(r["received"] for r in results)) * 1e6,
                 "gen_cpu": sum(r["cpu"] for r in results) / wall,
                 "pressure": waited,
@@ -265,7 +286,8 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
             rows.append(row)
             console.print(
                 f"{row['sessions']} sessions: {row['carried']:.0f} frames/s carried, p50 {row['p50']:.2f} ms,"
-                f" p99 {row['p99']:.2f} ms, hub {row['hub_cpu']:.0%} ({row['hub_us']:.0f} µs a frame),"
+                f" p99 {row['p99']:.2f} ms, {row['batch']:.1f} frames a TV message,"
+                f" hub {row['hub_cpu']:.0%} ({row['hub_us']:.0f} µs a frame),"
                 f" load generator {row['gen_cpu']:.0%}, CPU pressure {row['pressure']:.0%}"
             )
             if row["p99"] > stop_ms:
@@ -277,7 +299,9 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
     table = Table(
         title=f"controller sessions at {rate:g} Hz, {seconds:g} s a step (first {WARM_UP_S:g} s not measured)"
     )
-    for column in ["sessions", "frames sent", "on the TVs", "carried/s", "p50 ms", "p99 ms", "max ms", "hub CPU"]:
+    for column in ["sessions", "frames sent", "on the TVs", "carried/s", "p50 ms", "p99 ms", "max ms", "frames/TV msg"]:
+        table.add_column(column, justify="right")
+    for column in ["hub CPU"]:
         table.add_column(column, justify="right")
     for column in ["hub µs/frame", "CPU pressure"]:
         table.add_column(column, justify="right")
@@ -292,6 +316,7 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
             f"{row['p50']:.2f}",
             f"{row['p99']:.2f}",
             f"{row['max']:.1f}",
+            f"{row['batch']:.1f}",
             f"{row['hub_cpu']:.0%}",
             f"{row['hub_us']:.0f}",
             f"{row['pressure']:.0%}",
@@ -301,6 +326,7 @@ def run(steps: list[int], seconds: float, rate: float, workers: int, per_tv: int
     console.print(table)
     cores = "hub on core 0, load generator on core 1" if pin else "not pinned"
     console.print(f"{workers} load generator process(es), {cores}; {tv_count} TVs x {per_tv} players")
+    console.print("TVs take input frames " + ("in batches (`inputs`)" if batch else "one message each (`input`)"))
     console.print("CPU pressure: share of the step in which some task of the machine waited for a core (PSI)")
     console.print(f"machine: {machine()}")
     console.print("command: python " + " ".join(sys.argv))
@@ -314,8 +340,9 @@ def main(
     per_tv: int = typer.Option(32, min=1, max=32, help="players per TV"),
     pin: bool = typer.Option(False, help="hub on core 0, load generator on core 1 (else both share the 2 cores)"),
     stop_ms: float = typer.Option(LIMIT_MS, help="stop after the step whose p99 passes this"),
+    batch: bool = typer.Option(True, help="the TVs ask for input frames in batches (else one message a frame)"),
 ) -> None:
-    run([int(s) for s in steps.split(",")], seconds, rate, workers, per_tv, pin, stop_ms)
+    run([int(s) for s in steps.split(",")], seconds, rate, workers, per_tv, pin, stop_ms, batch)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ opens the session's WebSocket and plays::
         await pad.send_input(buttons=0b101, axes=[0.0, -1.0])      # up to 60 times a second; seq and t_sent filled in
         await pad.remote("volume_up")
         state = await pad.launch_app("youtube", {"v": "abc"})    # the screen's answer: {"state": "running", ...}
+        await pad.send_to_screen({"rtt_ms": 4.2})                  # the phone's own message to its screen
 
 The hub keeps only the newest input frame when the screen falls behind, and drops frames that arrive out of
 order. Everything else the hub sends is in ``events`` (``next(kind)`` waits for one).
@@ -28,6 +29,7 @@ from typing import Any
 import orjson
 
 from tosplus.sdk.errors import DeviceError
+from tosplus.sdk.urls import websocket_url
 
 log = logging.getLogger("tosplus.sdk.controller")
 
@@ -43,11 +45,7 @@ class SessionClosed(DeviceError):
 
 def controller_url(hub: str, session_id: str) -> str:
     """``ws://host:port/api/v1/sessions/<id>/ws`` from a hub's base URL (http, https, ws or wss)."""
-    base = hub.rstrip("/")
-    for plain, ws in (("http://", "ws://"), ("https://", "wss://")):
-        if base.startswith(plain):
-            base = ws + base[len(plain) :]
-    return f"{base}/api/v1/sessions/{session_id}/ws"
+    return websocket_url(hub, f"/api/v1/sessions/{session_id}/ws")
 
 
 class ControllerSession:
@@ -145,6 +143,11 @@ class ControllerSession:
 
     async def app_status(self, app_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
         return await self._app("status", app_id, {}, timeout_s)
+
+    async def send_to_screen(self, data: dict[str, Any]) -> None:
+        """The phone's own message to its screen (it gets ``from_controller {session_id, slot, data}``): a
+        latency report, a direct path's signalling. At most 20 a second; not for input."""
+        await self.send({"type": "to_screen", "data": data})
 
     def on_screen_message(self, handler: ScreenHandler) -> None:
         """``handler(data)`` for each ``from_screen`` message (the game's state for this player, echoes)."""

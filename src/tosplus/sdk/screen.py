@@ -11,6 +11,7 @@
         screen.on_remote(lambda doc: tv.press(doc["key"]))
         screen.on_app(lambda doc: {"state": tv.launch(doc["app_id"])} if doc["op"] == "launch" else ...)
         await screen.send_to_controller(session_id, {"score": 3})
+        screen.on_controller_message(lambda doc: tv.show_latency(doc["slot"], doc["data"].get("rtt_ms")))
 
 The connection is a WebSocket to ``/api/v1/sessions/screen`` with the device's credentials (HTTP Basic),
 reconnected with backoff; the pairing code lives and is checked here (``ScreenPairing``), the hub only relays
@@ -33,6 +34,7 @@ import orjson
 from tosplus.sdk.discovery import new_discriminator
 from tosplus.sdk.errors import DeviceError
 from tosplus.sdk.pairing import CredentialStore, MemoryCredentials, PairingError, ScreenPairing, ShownCode, b64, unb64
+from tosplus.sdk.urls import websocket_url
 
 log = logging.getLogger("tosplus.sdk.screen")
 
@@ -44,13 +46,7 @@ AppHandler = Callable[[dict[str, Any]], Any]  # returns {"state", "detail"?}, or
 
 def session_url(hub: str) -> str:
     """``ws://host:port/api/v1/sessions/screen`` from a hub's base URL (http, https, ws or wss)."""
-    base = hub.rstrip("/")
-    for plain, ws in (("http://", "ws://"), ("https://", "wss://")):
-        if base.startswith(plain):
-            base = ws + base[len(plain) :]
-    if not base.startswith(("ws://", "wss://")):
-        base = "ws://" + base
-    return base if base.endswith("/sessions/screen") else base + "/api/v1/sessions/screen"
+    return websocket_url(hub, "/api/v1/sessions/screen")
 
 
 class ScreenLink:
@@ -97,6 +93,7 @@ class ScreenLink:
         self._input_handlers: list[MessageHandler] = []
         self._remote_handlers: list[MessageHandler] = []
         self._text_handlers: list[MessageHandler] = []
+        self._controller_message_handlers: list[MessageHandler] = []
         self._app_handler: AppHandler | None = None
 
     # -- life cycle -----------------------------------------------------------------------------------------
@@ -147,7 +144,8 @@ class ScreenLink:
 
     def on_input(self, handler: MessageHandler) -> None:
         """``handler(frame)`` for each game-pad frame: ``session_id, slot, seq, t_sent, t_hub, buttons, axes``.
-        Called synchronously, in order, up to 60 times a second per player: keep it short."""
+        Called synchronously, in order, up to 60 times a second per player: keep it short. (The hub sends the
+        frames waiting for this screen together, as one ``inputs`` message; each is handed on alone.)"""
         self._input_handlers.append(handler)
 
     def on_remote(self, handler: MessageHandler) -> None:
@@ -157,6 +155,11 @@ class ScreenLink:
     def on_text(self, handler: MessageHandler) -> None:
         """``handler({"session_id", "slot", "text"})`` for text typed on a phone."""
         self._text_handlers.append(handler)
+
+    def on_controller_message(self, handler: MessageHandler) -> None:
+        """``handler({"session_id", "slot", "data"})`` for each message a player's phone sends its screen
+        (``ControllerSession.send_to_screen``)."""
+        self._controller_message_handlers.append(handler)
 
     def on_app(self, handler: AppHandler) -> None:
         """``handler({"op", "app_id", "params", "request_id", "session_id"})`` for launch / stop / status; it
@@ -244,7 +247,8 @@ class ScreenLink:
                     proxy=None,
                 ) as ws:
                     self._ws = ws
-                    hello: dict[str, Any] = {"type": "hello", "discriminator": self.discriminator}
+                    # batch: the hub sends the input frames waiting for this screen as one `inputs` message
+                    hello: dict[str, Any] = {"type": "hello", "discriminator": self.discriminator, "batch": True}
                     if self.max_players is not None:
                         hello["max_players"] = self.max_players
                     await ws.send(orjson.dumps(hello).decode())
@@ -276,12 +280,11 @@ class ScreenLink:
 
     async def _handle(self, doc: dict[str, Any]) -> None:
         kind = doc.get("type")
-        if kind == "input":  # first: the most frequent by far
-            for on_input in self._input_handlers:
-                try:
-                    on_input(doc)
-                except Exception:
-                    log.exception("%s: input handler failed", self.device_id)
+        if kind == "inputs":  # first: the most frequent by far (the frames waiting at the hub, each a whole
+            for frame in doc.get("frames", ()):  # `input` message, at most one per player)
+                self._input(frame)
+        elif kind == "input":
+            self._input(doc)
         elif kind == "remote":
             for on_remote in self._remote_handlers:
                 await _call(on_remote, doc)
@@ -290,6 +293,9 @@ class ScreenLink:
                 await _call(on_text, doc)
         elif kind == "app":
             await self._app(doc)
+        elif kind == "from_controller":
+            for on_message in self._controller_message_handlers:
+                await _call(on_message, doc)
         elif kind == "welcome":
             self.connects += 1
             self._keepalive_s = float(doc.get("keepalive_s") or 5.0)
@@ -335,6 +341,13 @@ class ScreenLink:
             self.rtt_ms = time.time() * 1000 - float(doc["t"])
         elif kind == "error":
             log.warning("%s: the hub refused %s: %s", self.device_id, doc.get("for"), doc.get("detail"))
+
+    def _input(self, frame: dict[str, Any]) -> None:
+        for on_input in self._input_handlers:
+            try:
+                on_input(frame)
+            except Exception:
+                log.exception("%s: input handler failed", self.device_id)
 
     async def _app(self, doc: dict[str, Any]) -> None:
         handler = self._app_handler

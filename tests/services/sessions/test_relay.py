@@ -303,3 +303,172 @@ def test_the_phone_side_ships_without_the_hub() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['tosplus']"
+
+
+async def test_the_phone_talks_to_its_screen(living_room: LivingRoom) -> None:
+    room = living_room
+    heard: list[dict[str, Any]] = []
+    room.screen.link.on_controller_message(heard.append)
+    first, second = await paired(room, "first"), await paired(room, "second")
+    async with (
+        phone(room.hub, room.owner).connect(first) as one,
+        phone(room.hub, room.owner).connect(second) as two,
+    ):
+        await one.send_to_screen({"rtt_ms": 12.5})
+        await two.send_to_screen({"rtc": {"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 1000}})  # 6 KB: fits
+        await eventually(lambda: len(heard) == 2)
+        assert heard[0] == {
+            "type": "from_controller",
+            "session_id": first.session_id,
+            "slot": 1,
+            "data": {"rtt_ms": 12.5},
+        }
+        assert (heard[1]["session_id"], heard[1]["slot"]) == (second.session_id, 2)
+        assert heard[1]["data"]["rtc"]["type"] == "offer"
+        # The hub says who sent it: a phone cannot speak for another player.
+        await one.send({"type": "to_screen", "session_id": second.session_id, "slot": 2, "data": {"rtt_ms": 1}})
+        await eventually(lambda: len(heard) == 3)
+        assert (heard.pop()["session_id"], heard[0]["slot"]) == (first.session_id, 1)
+        # Not an object, or beyond the message limit: refused with the reason, nothing reaches the screen.
+        for bad in ({"type": "to_screen", "data": "hello"}, {"type": "to_screen"}, {"type": "to_screen", "data": [1]}):
+            await one.send(bad)
+            error = await one.next("error")
+            assert error["for"] == "to_screen" and "object" in error["detail"], error
+        await one.send_to_screen({"blob": "x" * 9000})
+        assert (await one.next("error"))["for"] == "message"
+        # Not input: more than 20 a second are dropped for the rest of that second, with one error.
+        room.hub.hub.sessions.relay._to_screen_windows.clear()  # a fresh second for the count (the offer counted)
+        for n in range(30):
+            await two.send_to_screen({"n": n})
+        error = await two.next("error")
+        assert error["for"] == "to_screen" and "20" in error["detail"]
+        await eventually(lambda: len(heard) == 2 + 20)
+        await asyncio.sleep(0.1)
+        assert [m["data"]["n"] for m in heard[2:]] == list(range(20)) and two.errors == 1
+        await asyncio.sleep(1.0)  # the next second: it flows again
+        await two.send_to_screen({"n": 30})
+        await eventually(lambda: heard[-1]["data"] == {"n": 30})
+        assert len(heard) == 23
+        # A screen that is not connected cannot be told.
+        tv_id = room.tv["id"]
+        await room.screen.link.close()
+        await eventually(lambda: room.hub.hub.sessions.screens[tv_id].link is None)
+        await one.send_to_screen({"rtt_ms": 9})
+        error = await one.next("error")
+        assert error["for"] == "to_screen" and "not connected" in error["detail"]
+    assert len(heard) == 23
+    assert room.hub.hub.sessions.relay._to_screen_windows.keys() <= {first.session_id, second.session_id}
+
+
+# -- input frames in batches (a screen that says "batch": true in its hello) ----------------------------------
+
+FRAME_FIELDS = {"type", "session_id", "slot", "seq", "t_sent", "t_hub", "buttons", "axes"}
+
+
+async def pile_up(links: list[SessionSocket], controllers: list[Any], pause: Any) -> int:
+    """Frames from every player while the screen does not read (``pause``), until each player's were coalesced;
+    the last ``seq`` sent, once the hub has relayed it for everyone."""
+    pause()
+    seq = 0
+    for _ in range(400):
+        for _ in range(50):
+            seq += 1
+            for n, link in enumerate(links):
+                await link.send(frame(seq, buttons=n, axes=[0.1] * 8))
+        if min(c.stats.coalesced for c in controllers) > 20:
+            break
+        await asyncio.sleep(0.01)
+    assert min(c.stats.coalesced for c in controllers) > 20
+    await eventually(lambda: all(c.last_seq == seq for c in controllers))
+    return seq
+
+
+async def test_a_batching_screen_gets_each_players_newest_frame_together_in_one_message(
+    living_room: LivingRoom,
+) -> None:
+    import contextlib
+
+    room = living_room
+    got = recorder(room)
+    tv = room.screen.link  # the SDK's screen asks for batches
+    on_the_wire: list[dict[str, Any]] = []
+    unpack = tv._handle
+
+    async def seen(doc: dict[str, Any]) -> None:
+        on_the_wire.append(doc)
+        await unpack(doc)
+
+    tv._handle = seen  # type: ignore[method-assign]
+    sessions = room.hub.hub.sessions
+    sessions.relay.input_rate = 1_000_000  # the flood limit is another test's business
+    players = [await paired(room, f"pad {n}") for n in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        links = [await stack.enter_async_context(phone(room.hub, room.owner).connect(p)) for p in players]
+        controllers = [sessions.controllers[p.session_id] for p in players]
+        transport = tv._ws.transport
+        seq = await pile_up(links, controllers, transport.pause_reading)
+        transport.resume_reading()
+        await eventually(lambda: len([f for f in got if f["seq"] == seq]) == 3, timeout_s=10)
+    inputs = [m for m in on_the_wire if m["type"] in ("input", "inputs")]
+    assert inputs and all(m["type"] == "inputs" and set(m) == {"type", "frames"} for m in inputs)
+    batches = [m["frames"] for m in inputs]
+    assert max(len(b) for b in batches) == 3  # the three players' pending frames went out together
+    assert all(len({f["session_id"] for f in b}) == len(b) for b in batches)  # newest wins: one frame a player
+    # The SDK hands them on one by one, exactly as frames that came alone.
+    assert got == [f for b in batches for f in b]
+    assert all(set(f) == FRAME_FIELDS and f["type"] == "input" for f in got)
+    for n, (player, controller) in enumerate(zip(players, controllers, strict=True)):
+        mine = [f for f in got if f["session_id"] == player.session_id]
+        seqs = [f["seq"] for f in mine]
+        assert seqs == sorted(set(seqs)) and seqs[-1] == seq
+        assert {(f["slot"], f["buttons"]) for f in mine} == {(player.slot, n)}
+        assert len(mine) == controller.stats.relayed - controller.stats.coalesced  # nothing lost, nothing twice
+
+
+async def test_a_screen_that_does_not_ask_for_batches_gets_one_message_a_frame(living_room: LivingRoom) -> None:
+    import contextlib
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    room = living_room
+    sessions = room.hub.hub.sessions
+    sessions.relay.input_rate = 1_000_000
+    players = [await paired(room, f"pad {n}") for n in range(2)]
+    tv_id = room.tv["id"]
+    await room.screen.link.close()  # the browser's TV page takes over, as it would: credentials in the hello
+    await eventually(lambda: sessions.screens[tv_id].link is None)
+    url = str(room.hub.api.base_url).replace("http://", "ws://") + "/api/v1/sessions/screen"
+
+    async def frames_on(asks: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every input message the screen gets while frames of both players pile up at the hub."""
+        messages: list[dict[str, Any]] = []
+        async with connect(url, proxy=None, compression=None) as ws, contextlib.AsyncExitStack() as stack:
+            hello = {"type": "hello", "device_id": tv_id, "secret": room.tv["secret"], **asks}
+            await ws.send(orjson.dumps(hello).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            links = [await stack.enter_async_context(phone(room.hub, room.owner).connect(p)) for p in players]
+            controllers = [sessions.controllers[p.session_id] for p in players]
+            for controller in controllers:
+                controller.stats.coalesced = 0
+            seq = await pile_up(links, controllers, ws.transport.pause_reading)
+            ws.transport.resume_reading()
+            last: set[str] = set()
+            while len(last) < 2:
+                doc = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                if doc["type"] in ("input", "inputs"):
+                    messages.append(doc)
+                    for f in doc.get("frames", [doc]):
+                        if f["seq"] == seq:
+                            last.add(f["session_id"])
+        return messages
+
+    one_by_one = await frames_on({})
+    assert one_by_one and all(m["type"] == "input" and set(m) == FRAME_FIELDS for m in one_by_one)
+    for player in players:  # each player's frames in order, the newest last
+        seqs = [m["seq"] for m in one_by_one if m["session_id"] == player.session_id]
+        assert seqs == sorted(set(seqs))
+    batched = await frames_on({"batch": True})  # the same screen asking for batches on its next connection
+    assert batched and all(m["type"] == "inputs" and set(m) == {"type", "frames"} for m in batched)
+    assert max(len(m["frames"]) for m in batched) == 2
+    assert all(set(f) == FRAME_FIELDS and f["type"] == "input" for m in batched for f in m["frames"])

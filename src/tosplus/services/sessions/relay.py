@@ -1,5 +1,6 @@
 """The relay between a controller and its screen: game-pad input at up to 60 Hz, remote keys, text, app launch,
-and the screen's messages back to its players (docs/sessions.md, "The relay").
+the phone's own messages to its screen, and the screen's messages back to its players (docs/sessions.md,
+"The relay").
 
 The path of an input frame is attribute reads only: the controller's connection handler holds its
 :class:`Controller`, which holds its ``Screen``, which holds the screen's link; no lookup, no database, no broker,
@@ -30,6 +31,7 @@ BUTTONS_MAX = 0xFFFFFFFF
 TEXT_MAX = 500
 APP_TIMEOUT_S = 5.0  # the HTTP app API waits this long for the screen's app.state
 APP_PENDING_S = 30.0  # a phone's app request unanswered this long is forgotten
+TO_SCREEN_RATE = 20  # phone -> screen messages a second and session: reports and signalling, not input
 REMOTE_KEYS = frozenset(
     {
         "power",
@@ -108,6 +110,8 @@ class Relay:
         self.input_rate = INPUT_RATE
         self.app_timeout_s = APP_TIMEOUT_S
         self._apps: dict[tuple[str, str], _AppRequest] = {}  # (device id, request id) -> who asked
+        self.to_screen_rate = TO_SCREEN_RATE
+        self._to_screen_windows: dict[str, list[float]] = {}  # session id -> [this second's start, count]
 
     # -- controller -> screen -------------------------------------------------------------------------------
 
@@ -188,10 +192,29 @@ class Relay:
         if op == "launch":
             self._audit_launch(screen, app_id, None, controller)
 
-    def _to_screen(self, controller: Controller, kind: str, body: dict[str, Any]) -> None:
+    def to_screen(self, controller: Controller, doc: dict[str, Any]) -> None:
+        """The phone's own message to its screen (a latency report, a direct path's signalling): relayed as
+        ``from_controller``, at most ``to_screen_rate`` a second; the 8 KB message limit was applied on reading."""
+        data = doc.get("data")
+        if not isinstance(data, dict):
+            self._refuse(controller, "to_screen", "data must be an object")
+            return
+        window = self._to_screen_windows.get(controller.id)
+        now = controller.last_heard  # just set from the clock by the caller
+        if window is None or now - window[0] >= 1.0:
+            window = self._to_screen_windows[controller.id] = [now, 0]
+        window[1] += 1
+        if window[1] > self.to_screen_rate:
+            if window[1] == self.to_screen_rate + 1:  # once a second, not once a message
+                detail = f"more than {self.to_screen_rate} to_screen messages a second: the rest are dropped"
+                self._refuse(controller, "to_screen", detail)
+            return
+        self._to_screen(controller, "from_controller", {"data": data}, refuse_as="to_screen")
+
+    def _to_screen(self, controller: Controller, kind: str, body: dict[str, Any], refuse_as: str = "") -> None:
         screen_link = controller.screen.link
         if screen_link is None:
-            self._refuse(controller, kind, "the screen is not connected")
+            self._refuse(controller, refuse_as or kind, "the screen is not connected")
             return
         screen_link.send({"type": kind, "session_id": controller.id, "slot": controller.slot, **body})
 
@@ -296,6 +319,9 @@ class Relay:
     def sweep(self, now: float) -> None:
         for key in [k for k, r in self._apps.items() if r.future is None and r.deadline < now]:
             del self._apps[key]
+        live = self.sessions.controllers
+        for session_id in [s for s in self._to_screen_windows if s not in live]:
+            del self._to_screen_windows[session_id]
 
     def _audit_launch(
         self,

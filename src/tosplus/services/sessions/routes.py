@@ -216,7 +216,7 @@ async def screen_socket(websocket: WebSocket) -> None:
     if not device_id or not hub.registry.authenticate(device_id, secret):
         await websocket.close(CLOSE_UNAUTHORIZED, "unknown device, wrong secret, or device disabled")
         return
-    link = WsLink(websocket)
+    link = WsLink(websocket, batch=hello.get("batch") is True)  # input frames as one `inputs` message a write
     try:
         discriminator = hello.get("discriminator")
         max_players = hello.get("max_players")

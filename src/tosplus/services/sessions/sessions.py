@@ -348,6 +348,8 @@ class Sessions:
             self.relay.text(controller, doc)
         elif kind == "app":
             self.relay.app(controller, doc)
+        elif kind == "to_screen":
+            self.relay.to_screen(controller, doc)
         elif kind == "ping":
             link.send({"type": "pong", "t": doc.get("t"), "server_t": now_ms()})
         elif kind == "status":

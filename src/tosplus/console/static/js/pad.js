@@ -1,10 +1,17 @@
 // The phone's game pad and remote control (pad.html). The person is signed in with the console's session;
 // the page lists their screens, pairs with the code the TV shows (SPAKE2 side A, the hub only relays), opens
 // the controller's WebSocket and sends input frames: at most 60 a second while something changes, and a
-// 5 Hz heartbeat otherwise. It measures its round trip from the TV's echoes, and after a drop (network gone,
-// phone asleep) it connects again with its resume token and keeps its player slot. docs/sessions.md.
+// 5 Hz heartbeat otherwise. It measures its round trip from the TV's echoes (and tells the TV once a second),
+// and after a drop (network gone, phone asleep) it connects again with its resume token and keeps its player
+// slot. docs/sessions.md.
 //
-// For tests: window.tosPad.state() (paired, connected, slot, seq, rtt, ...).
+// The direct path: once connected it offers the TV a WebRTC data channel (signalled over the session's
+// sockets, host candidates only: phone and TV on one network). While the channel is open the input frames go
+// over it, unordered and never retransmitted (a late frame is worthless); everything else stays on the
+// WebSocket. When the channel fails or closes, the next frame goes through the hub at once, and a new channel
+// is tried later.
+//
+// For tests: window.tosPad.state() (paired, connected, slot, seq, rtt, path, ...), window.tosPad.dropDirect().
 
 import { ApiError, del, get, post, restore, token } from './api.js';
 import { Spake2, b64, equal, identities, pairingKeys, pairingPassword, unb64 } from './spake2.js';
@@ -12,6 +19,11 @@ import { CodeError, normaliseCode, parsePairUri } from './verhoeff.js';
 
 const FRAME_MS = 1000 / 60; // at most 60 input frames a second
 const HEARTBEAT_MS = 200; // 5 Hz while nothing changes, so the TV knows the pad is alive and the RTT stays fresh
+const RTT_REPORT_MS = 1000; // the round trip measured here goes to the TV this often
+const DIRECT_OPEN_MS = 5000; // a direct channel not open by then is given up (the hub carries on)
+const DIRECT_RETRY_MS = [300, 10000, 30000, 60000]; // by failures in a row: a direct path that failed waits longer
+const BY_TV = 'closed by the TV';
+const DIRECT_BACKLOG_BYTES = 4096; // frames waiting in the channel beyond this: it is congested, use the hub now
 const BUTTONS = { a: 1 << 0, b: 1 << 1, up: 1 << 12, down: 1 << 13, left: 1 << 14, right: 1 << 15 };
 const KEYS = {
   ArrowUp: 'up',
@@ -73,8 +85,14 @@ class Pad {
     this.seq = 0;
     this.lastSent = 0;
     this.frameTimer = null;
-    this.rttMs = null;
+    this.rttMs = { hub: null, direct: null }; // round trip through each path, smoothed
     this.rttSamples = 0;
+    this.direct = null; // {pc, channel, open, answered, chain, pending, timer} while a direct channel is tried or open
+    this.directFailures = 0;
+    this.directTimer = null;
+    this.directAttempts = 0; // numbers each offer (n), so a late answer to an old one is not taken for the new
+    this.frames = { hub: 0, direct: 0 };
+    this.path = null; // the path of the last frame sent
     this.screenData = {};
     this.pressedBy = new Map(); // button name -> set of sources holding it (pointer ids, keys)
     this.apps = {};
@@ -159,6 +177,7 @@ class Pad {
     this.ws = null;
     this.welcomed = false;
     clearInterval(this.keepalive);
+    this.dropDirect(this.direct, 'the session socket closed', false);
     this.lostAt ??= Date.now();
     const reason = event.reason ? `: ${event.reason}` : '';
     if (event.code === 4000 || event.code === 4404 || event.code === 4403) {
@@ -188,6 +207,7 @@ class Pad {
       this.ws = null;
       this.welcomed = false;
       clearInterval(this.keepalive);
+      this.dropDirect(this.direct, 'offline', false);
       this.lostAt ??= Date.now();
       ws.onclose = null;
       ws.close();
@@ -205,6 +225,7 @@ class Pad {
     this.session = null;
     this.resumeToken = null;
     clearInterval(this.keepalive);
+    this.dropDirect(this.direct, 'ended', false);
     showPairing();
     say('pair-message', words, 'info');
   }
@@ -235,9 +256,12 @@ class Pad {
         const where = doc.session.screen_online === false ? 'an offline TV' : 'the TV';
         this.status(`Player ${doc.session.slot} on ${where}`);
         this.sendFrame();
+        this.directFailures = 0;
+        this.planDirect();
         break;
       case 'from_screen':
-        this.fromScreen(doc.data || {});
+        if (doc.data?.rtc) this.directSignal(doc.data.rtc);
+        else this.fromScreen(doc.data || {});
         break;
       case 'app.state':
         this.apps[doc.app_id] = doc.state;
@@ -263,16 +287,136 @@ class Pad {
 
   fromScreen(data) {
     Object.assign(this.screenData, data);
-    if (typeof data.echo_seq === 'number' && typeof data.t_sent === 'number') {
-      const sample = now() - data.t_sent;
-      this.rttMs = this.rttMs === null ? sample : this.rttMs + 0.2 * (sample - this.rttMs);
-      this.rttSamples += 1;
-    }
+    this.echo(data, 'hub');
     if (data.rumble && navigator.vibrate) navigator.vibrate(Math.min(400, Number(data.rumble) || 80));
     const colour = this.screenData.colour;
     if (colour) document.body.style.setProperty('--player', colour);
     $('pad-score').textContent = `${this.screenData.score ?? 0} pts`;
-    $('pad-rtt').textContent = this.rttMs === null ? '' : `round trip ${this.rttMs.toFixed(0)} ms`;
+    this.showPath();
+  }
+
+  /** The TV's echo of a frame, back on the path the frame took: a round trip on this phone's clock only. */
+  echo(data, path) {
+    if (typeof data.echo_seq !== 'number' || typeof data.t_sent !== 'number') return;
+    const sample = now() - data.t_sent;
+    const old = this.rttMs[path];
+    this.rttMs[path] = old === null ? sample : old + 0.2 * (sample - old);
+    this.rttSamples += 1;
+  }
+
+  /** The round trip of the path in use (the other one's until the first echo on it). */
+  rtt() {
+    const using = this.path === 'direct' ? 'direct' : 'hub';
+    return this.rttMs[using] ?? this.rttMs[using === 'hub' ? 'direct' : 'hub'];
+  }
+
+  reportRtt() {
+    this.showPath();
+    const rtt = this.rtt();
+    if (rtt === null || !this.welcomed) return;
+    const round = (v) => (v === null ? null : Math.round(v * 10) / 10);
+    this.toScreen({
+      rtt_ms: round(rtt),
+      rtt_hub_ms: round(this.rttMs.hub),
+      rtt_direct_ms: round(this.rttMs.direct),
+      path: this.path,
+    });
+  }
+
+  toScreen(data) {
+    return this.send({ type: 'to_screen', data });
+  }
+
+  showPath() {
+    const el = $('pad-rtt');
+    const rtt = this.rtt();
+    const path = this.path === 'direct' ? 'direct' : 'via hub';
+    el.textContent = rtt === null ? '' : `${path} · round trip ${rtt.toFixed(0)} ms`;
+    el.dataset.path = this.path || '';
+  }
+
+  // -- the direct path (WebRTC data channel to the TV) ------------------------------------------------------
+
+  planDirect() {
+    clearTimeout(this.directTimer);
+    if (this.direct || !this.welcomed || typeof RTCPeerConnection !== 'function') return;
+    const wait = DIRECT_RETRY_MS[Math.min(this.directFailures, DIRECT_RETRY_MS.length - 1)];
+    this.directTimer = setTimeout(() => this.openDirect(), wait);
+  }
+
+  openDirect() {
+    if (this.direct || !this.welcomed) return;
+    // No STUN or TURN server: host candidates only, so a channel opens only when phone and TV share a network.
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const channel = pc.createDataChannel('input', { ordered: false, maxRetransmits: 0 });
+    this.directAttempts += 1;
+    const n = this.directAttempts;
+    const direct = { n, pc, channel, open: false, offered: false, chain: Promise.resolve(), pending: [], timer: null };
+    this.direct = direct;
+    pc.onicecandidate = (e) => {
+      if (!e.candidate || this.direct !== direct) return;
+      const message = { rtc: { candidate: e.candidate.toJSON(), n } };
+      if (direct.offered) this.toScreen(message);
+      else direct.pending.push(message); // the offer goes first
+    };
+    pc.onconnectionstatechange = () => {
+      if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) this.dropDirect(direct, pc.connectionState);
+    };
+    channel.onopen = () => {
+      if (this.direct !== direct) return;
+      direct.open = true;
+      clearTimeout(direct.timer);
+      this.directFailures = 0;
+      this.showPath();
+    };
+    channel.onclose = () => this.dropDirect(direct, 'closed');
+    channel.onmessage = (e) => {
+      try {
+        this.echo(JSON.parse(e.data), 'direct');
+      } catch {
+        // not JSON: ignore
+      }
+    };
+    direct.timer = setTimeout(() => direct.open || this.dropDirect(direct, 'did not open in time'), DIRECT_OPEN_MS);
+    pc.createOffer()
+      .then(async (offer) => {
+        await pc.setLocalDescription(offer);
+        if (this.direct !== direct) return;
+        direct.offered = this.toScreen({ rtc: { type: 'offer', sdp: offer.sdp, n } });
+        for (const message of direct.pending.splice(0)) this.toScreen(message);
+      })
+      .catch(() => this.dropDirect(direct, 'no offer'));
+  }
+
+  /** The TV's answer and candidates, in order (a candidate must wait for the answer). */
+  directSignal(rtc) {
+    const direct = this.direct;
+    if (!direct || rtc.n !== direct.n) return; // about an earlier offer
+    if (rtc.close) return this.dropDirect(direct, BY_TV);
+    const step =
+      rtc.type === 'answer' && typeof rtc.sdp === 'string'
+        ? () => direct.pc.setRemoteDescription({ type: 'answer', sdp: rtc.sdp })
+        : rtc.candidate
+          ? () => direct.pc.addIceCandidate(rtc.candidate).catch(() => {}) // one bad candidate is not the end
+          : null;
+    if (step) direct.chain = direct.chain.then(step).catch(() => this.dropDirect(direct, 'bad answer'));
+  }
+
+  /** The channel failed or closed (or the test says so): input goes through the hub from the next frame on. */
+  dropDirect(direct = this.direct, why = 'dropped', retry = true) {
+    if (!direct || this.direct !== direct) return;
+    this.direct = null;
+    clearTimeout(direct.timer);
+    direct.channel.onclose = direct.channel.onmessage = direct.pc.onconnectionstatechange = null;
+    direct.channel.close();
+    direct.pc.close();
+    this.directWhy = why;
+    if (direct.offered && why !== BY_TV) this.toScreen({ rtc: { close: true, n: direct.n } }); // the TV lets go too
+    if (this.welcomed) this.sendFrame(); // the state now, through the hub (a frame lost on the way is replaced)
+    if (!retry) return this.showPath();
+    this.directFailures += 1;
+    this.planDirect();
+    this.showPath();
   }
 
   status(words, bad = false) {
@@ -326,9 +470,28 @@ class Pad {
     this.frameTimer = null;
     const t = now();
     const frame = { type: 'input', seq: this.seq + 1, t_sent: t, buttons: this.buttons >>> 0, axes: this.axes };
-    if (this.send(frame)) {
+    let path = null;
+    const direct = this.direct;
+    const ready = direct?.open && direct.channel.readyState === 'open';
+    if (ready && this.welcomed && direct.channel.bufferedAmount < DIRECT_BACKLOG_BYTES) {
+      try {
+        direct.channel.send(JSON.stringify(frame));
+        path = 'direct';
+      } catch {
+        this.dropDirect(direct, 'send failed'); // which sends this frame through the hub
+        return;
+      }
+    } else if (this.send(frame)) {
+      path = 'hub';
+    }
+    if (path) {
       this.seq += 1;
       this.lastSent = t;
+      this.frames[path] += 1;
+      if (path !== this.path) {
+        this.path = path;
+        this.showPath();
+      }
     }
   }
 
@@ -345,8 +508,14 @@ class Pad {
       seq: this.seq,
       buttons: this.buttons,
       axes: this.axes,
-      rtt_ms: this.rttMs,
+      rtt_ms: this.rtt(),
+      rtt_hub_ms: this.rttMs.hub,
+      rtt_direct_ms: this.rttMs.direct,
       rtt_samples: this.rttSamples,
+      path: this.path,
+      direct: this.direct ? (this.direct.open ? 'open' : 'connecting') : 'off',
+      direct_why: this.directWhy ?? null,
+      frames: { ...this.frames },
       screen: this.screenData,
       apps: this.apps,
       has_session_key: this.sessionKey !== null,
@@ -528,13 +697,19 @@ function wirePad(pad) {
   $('pad-leave').addEventListener('click', () => pad.leave());
 
   setInterval(() => pad.heartbeat(), HEARTBEAT_MS / 2);
+  setInterval(() => pad.reportRtt(), RTT_REPORT_MS);
   window.addEventListener('offline', () => pad.offline());
   window.addEventListener('online', () => pad.online());
 }
 
 async function boot() {
   const pad = new Pad();
-  window.tosPad = { state: () => pad.state(), offline: () => pad.offline(), online: () => pad.online() };
+  window.tosPad = {
+    state: () => pad.state(),
+    offline: () => pad.offline(),
+    online: () => pad.online(),
+    dropDirect: () => pad.dropDirect(pad.direct, 'dropped by hand'),
+  };
   wirePairing(pad);
   wirePad(pad);
   if (!(await restore())) {

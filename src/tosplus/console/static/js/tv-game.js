@@ -27,6 +27,18 @@ function spawn(slot) {
   return { x: WIDTH / 2 + Math.cos(angle) * WIDTH * 0.36, y: HEIGHT / 2 + Math.sin(angle) * HEIGHT * 0.34 };
 }
 
+/** Why an input frame that came over a direct channel is not valid, or null (the hub's rules, relay.py). */
+export function frameProblem(frame) {
+  if (!frame || typeof frame !== 'object' || Array.isArray(frame)) return 'not an object';
+  if (!Number.isInteger(frame.seq) || frame.seq < 0) return 'seq';
+  if (typeof frame.t_sent !== 'number' || !Number.isFinite(frame.t_sent)) return 't_sent';
+  if (!Number.isInteger(frame.buttons) || frame.buttons < 0 || frame.buttons > 0xffffffff) return 'buttons';
+  const axes = frame.axes ?? [];
+  if (!Array.isArray(axes) || axes.length > 8) return 'axes';
+  if (!axes.every((v) => typeof v === 'number' && v >= -1 && v <= 1)) return 'axis';
+  return null;
+}
+
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 const average = (old, sample) => (old === null ? sample : old + SMOOTH * (sample - old));
 
@@ -64,7 +76,13 @@ export class Arena {
         flashUntil: 0,
         oneWayMs: null, // phone -> hub -> TV, from t_sent (the phone's clock: an estimate)
         hubToScreenMs: null, // hub -> TV, from t_hub
+        directMs: null, // phone -> TV over the direct channel, from t_sent (an estimate too)
+        path: null, // 'direct' or 'hub': the path of the last frame applied
+        direct: false, // a direct channel with this phone is open
+        pathFrames: { hub: 0, direct: 0 },
         rttMs: null, // what the phone measured, when it tells
+        rttHubMs: null,
+        rttDirectMs: null,
       };
       this.players.set(id, player);
     }
@@ -91,18 +109,43 @@ export class Arena {
     }
   }
 
-  /** One relayed input frame; the player, or null when the frame is stale or for no player. */
-  input(frame, now = Date.now()) {
+  /** One input frame, relayed by the hub or over the direct channel (``path``); the player, or null when the
+   * frame is stale or for no player. Newest wins across both paths: one seq for the phone's frames. */
+  input(frame, now = Date.now(), path = 'hub') {
     const player = this.players.get(frame.session_id);
     if (!player || typeof frame.seq !== 'number') return null;
-    if (frame.seq <= player.seq) return null; // the hub drops these already; kept for a replayed frame
+    if (frame.seq <= player.seq) return null; // late, a duplicate, or overtaken on the other path
     player.seq = frame.seq;
     player.frames += 1;
+    player.pathFrames[path] += 1;
+    player.path = path;
     player.buttons = frame.buttons >>> 0;
     player.axes = Array.isArray(frame.axes) ? frame.axes.slice(0, 8) : [];
+    if (path === 'direct') {
+      if (typeof frame.t_sent === 'number') player.directMs = average(player.directMs, now - frame.t_sent);
+      return player;
+    }
     if (typeof frame.t_hub === 'number') player.hubToScreenMs = average(player.hubToScreenMs, now - frame.t_hub);
     if (typeof frame.t_sent === 'number') player.oneWayMs = average(player.oneWayMs, now - frame.t_sent);
     return player;
+  }
+
+  /** A direct channel with this player's phone opened or closed. */
+  setDirect(id, open) {
+    const player = this.players.get(id);
+    if (!player) return;
+    player.direct = open;
+    if (!open && player.path === 'direct') player.path = 'hub'; // its next frame comes through the hub
+  }
+
+  /** The round trip the phone measured and reported ({rtt_ms, rtt_hub_ms, rtt_direct_ms}). */
+  report(id, data) {
+    const player = this.players.get(id);
+    if (!player) return;
+    const ms = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 600000 ? v : null);
+    player.rttMs = ms(data.rtt_ms);
+    player.rttHubMs = ms(data.rtt_hub_ms);
+    player.rttDirectMs = ms(data.rtt_direct_ms);
   }
 
   step(dt, now = performance.now() / 1000) {
@@ -245,7 +288,14 @@ export class Arena {
           frames: p.frames,
           one_way_ms: p.oneWayMs === null ? null : Math.round(p.oneWayMs * 10) / 10,
           hub_to_screen_ms: p.hubToScreenMs === null ? null : Math.round(p.hubToScreenMs * 10) / 10,
+          direct_ms: p.directMs === null ? null : Math.round(p.directMs * 10) / 10,
+          path: p.path,
+          direct: p.direct,
+          hub_frames: p.pathFrames.hub,
+          direct_frames: p.pathFrames.direct,
           rtt_ms: p.rttMs,
+          rtt_hub_ms: p.rttHubMs,
+          rtt_direct_ms: p.rttDirectMs,
         })),
     };
   }

@@ -3,17 +3,24 @@
 // pairing code and its QR code, answers pairings as SPAKE2's side B, lists the players, and runs the arena
 // game with their input frames. docs/sessions.md, "The TV and phone pages".
 //
+// A phone may open a direct path: a WebRTC data channel it offers through the session sockets (its messages
+// come as from_controller, the TV's go back as to_controller). Only a player in the list may open one (the
+// offer's DTLS fingerprint came over the phone's authenticated session socket); frames on it are checked here
+// as the hub checks its own, and both paths feed the same newest-wins-by-seq rule.
+//
 // For tests and for a developer's console: window.tosGame.state() (players, positions, scores, paused),
 // window.tosGame.code() (the code shown), window.tosGame.connected().
 
 import { renderSVG } from '../vendor/uqr-0.1.3/uqr.js';
-import { Arena, HEIGHT, WIDTH } from './tv-game.js';
+import { Arena, HEIGHT, WIDTH, frameProblem } from './tv-game.js';
 import { Spake2, b64, equal, identities, pairingKeys, pairingPassword, unb64 } from './spake2.js';
 import { CODE_TTL_S, MAX_ATTEMPTS, generateCode, grouped, pairUri } from './verhoeff.js';
 
 const STORE = 'tosplus.tv'; // sessionStorage: this tab keeps its device credentials across a reload
 const ECHO_EVERY_MS = 100; // latency echoes to each phone, at most this often (the pad measures its round trip)
 const APPS = { arena: 'the arena game on this page' };
+const DIRECT_MAX_BYTES = 1024; // an input frame, as on the hub
+const DIRECT_RATE = 120; // frames a second and player over a direct channel, as on the hub
 
 const $ = (id) => document.getElementById(id);
 
@@ -165,6 +172,7 @@ class Tv {
     };
     this.controllers = new Map(); // session id -> the hub's view
     this.lastEcho = new Map(); // session id -> when the last echo went
+    this.peers = new Map(); // session id -> its phone's direct channel {pc, channel, chain, answered, pending, ...}
     this.ws = null;
     this.isConnected = false;
     this.backoff = 500;
@@ -290,6 +298,9 @@ class Tv {
       case 'input':
         this.input(doc);
         break;
+      case 'from_controller':
+        this.fromController(doc);
+        break;
       case 'remote':
         this.note(`${this.who(doc)} pressed ${doc.key}`);
         break;
@@ -341,6 +352,7 @@ class Tv {
   controller(kind, doc) {
     const id = doc.session_id;
     if (!id) return;
+    if (kind === 'controller.left' || kind === 'controller.lost') this.closePeer(id); // its right to play is paused
     if (kind === 'controller.left') {
       this.controllers.delete(id);
       this.arena.leave(id);
@@ -355,14 +367,109 @@ class Tv {
     if (kind !== 'controller.lost') this.tellPlayer(player, {});
   }
 
-  input(frame) {
-    const player = this.arena.input(frame);
+  /** A frame from either path; the echo goes back on the path it came by, so the phone times each path. */
+  input(frame, channel = null) {
+    const player = this.arena.input(frame, Date.now(), channel ? 'direct' : 'hub');
     if (!player) return;
     const now = Date.now();
     if (now - (this.lastEcho.get(player.id) || 0) >= ECHO_EVERY_MS) {
       this.lastEcho.set(player.id, now);
-      this.tellPlayer(player, { echo_seq: frame.seq, t_sent: frame.t_sent });
+      const echo = { echo_seq: frame.seq, t_sent: frame.t_sent };
+      if (channel) {
+        if (channel.readyState === 'open') channel.send(JSON.stringify(echo));
+      } else this.tellPlayer(player, echo);
     }
+  }
+
+  // -- the direct path ---------------------------------------------------------------------------------------
+
+  fromController(doc) {
+    const id = doc.session_id;
+    const data = doc.data;
+    const c = this.controllers.get(id);
+    if (!c || !data || typeof data !== 'object') return; // not a player of this TV
+    if (data.rtc && typeof data.rtc === 'object') this.signal(id, c, data.rtc);
+    else if ('rtt_ms' in data) this.arena.report(id, data);
+  }
+
+  signal(id, controller, rtc) {
+    if (rtc.type === 'offer' && typeof rtc.sdp === 'string') {
+      if (controller.state !== 'connected' || typeof RTCPeerConnection !== 'function') return;
+      this.closePeer(id); // a new offer replaces a channel that is still there
+      return this.answerOffer(id, rtc.sdp, rtc.n ?? null);
+    }
+    const peer = this.peers.get(id);
+    if (!peer || (rtc.n ?? null) !== peer.n) return; // about an earlier offer
+    if (rtc.close) return this.closePeer(id);
+    if (rtc.candidate && typeof rtc.candidate === 'object') {
+      peer.chain = peer.chain.then(() => peer.pc.addIceCandidate(rtc.candidate)).catch(() => {});
+    }
+  }
+
+  answerOffer(id, sdp, n) {
+    const pc = new RTCPeerConnection({ iceServers: [] }); // host candidates only, as the phone
+    const peer = { n, pc, channel: null, chain: Promise.resolve(), answered: false, pending: [], second: 0, count: 0 };
+    this.peers.set(id, peer);
+    const tell = (data) => this.send({ type: 'to_controller', session_id: id, data });
+    pc.onicecandidate = (e) => {
+      if (!e.candidate || this.peers.get(id) !== peer) return;
+      const data = { rtc: { candidate: e.candidate.toJSON(), n } };
+      if (peer.answered) tell(data);
+      else peer.pending.push(data); // the answer goes first
+    };
+    pc.onconnectionstatechange = () => {
+      if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) this.closePeer(id, peer, true);
+    };
+    pc.ondatachannel = (e) => {
+      const channel = e.channel;
+      if (this.peers.get(id) !== peer || peer.channel) return channel.close();
+      peer.channel = channel;
+      channel.onopen = () => this.arena.setDirect(id, true);
+      if (channel.readyState === 'open') this.arena.setDirect(id, true);
+      channel.onclose = () => this.closePeer(id, peer, true);
+      channel.onmessage = (m) => this.directFrame(id, peer, m.data);
+    };
+    peer.chain = peer.chain
+      .then(async () => {
+        await pc.setRemoteDescription({ type: 'offer', sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        if (this.peers.get(id) !== peer) return;
+        tell({ rtc: { type: 'answer', sdp: answer.sdp, n } });
+        peer.answered = true;
+        for (const data of peer.pending.splice(0)) tell(data);
+      })
+      .catch(() => this.closePeer(id, peer, true));
+  }
+
+  /** A frame over a direct channel: the channel is the session's, so the frame's own ids are not trusted. */
+  directFrame(id, peer, text) {
+    if (typeof text !== 'string' || text.length > DIRECT_MAX_BYTES) return;
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== peer.second) [peer.second, peer.count] = [second, 0];
+    if (++peer.count > DIRECT_RATE) return;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const c = this.controllers.get(id);
+    if (!c || frameProblem(frame) !== null) return;
+    this.input({ ...frame, type: 'input', session_id: id, slot: c.slot, t_hub: null }, peer.channel);
+  }
+
+  /** Let go of a phone's channel; ``tell``: it failed here, so the phone falls back now rather than on a timeout. */
+  closePeer(id, only = null, tell = false) {
+    const peer = this.peers.get(id);
+    if (!peer || (only && peer !== only)) return;
+    this.peers.delete(id);
+    if (tell) this.send({ type: 'to_controller', session_id: id, data: { rtc: { close: true, n: peer.n } } });
+    peer.pc.onconnectionstatechange = null;
+    if (peer.channel) peer.channel.onclose = peer.channel.onmessage = null;
+    peer.channel?.close();
+    peer.pc.close();
+    this.arena.setDirect(id, false);
   }
 
   tellPlayer(player, extra) {
@@ -438,11 +545,17 @@ class Tv {
       name.textContent = `${p.slot}. ${p.user_name || p.name}`;
       const facts = document.createElement('span');
       facts.className = 'facts';
-      const latency =
-        p.hub_to_screen_ms === null
-          ? 'no input yet'
-          : `hub→TV ${p.hub_to_screen_ms.toFixed(0)} ms · phone→TV ≈${p.one_way_ms.toFixed(0)} ms`;
-      facts.textContent = `${p.score} pts · ${p.paused ? 'paused' : latency}`;
+      const ms = (v) => `${Math.round(v) || 0} ms`; // never "-0 ms"
+      // Phone→TV on each path (from the phone's clock: an estimate), hub→TV, and the phone's own round trip.
+      const latency = [];
+      if (p.direct_ms !== null) latency.push(`direct ≈${ms(p.direct_ms)}`);
+      if (p.hub_to_screen_ms !== null) latency.push(`via hub ≈${ms(p.one_way_ms)} (hub→TV ${ms(p.hub_to_screen_ms)})`);
+      if (p.rtt_ms !== null) latency.push(`round trip ${ms(p.rtt_ms)}`);
+      facts.textContent = `${p.score} pts · ${p.paused ? 'paused' : latency.join(' · ') || 'no input yet'}`;
+      const path = document.createElement('span');
+      path.className = `path ${p.path || 'none'}`;
+      path.textContent = p.path === 'direct' ? 'direct' : p.path === 'hub' ? 'via hub' : '';
+      name.append(' ', path);
       li.append(dot, name, facts);
       return li;
     });
@@ -474,6 +587,7 @@ function boot(credentials) {
     state: () => tv.arena.state(),
     code: () => (tv.windowOpen ? (tv.pairing.current()?.code ?? null) : null), // a code phones may use now
     connected: () => tv.isConnected,
+    direct: () => [...tv.peers.entries()].map(([id, p]) => ({ session_id: id, channel: p.channel?.readyState ?? null })),
     deviceId: tv.device,
   };
   tv.start();
