@@ -11,6 +11,7 @@ small ``limit`` still covers every intent.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterator
@@ -52,18 +53,18 @@ def _sample_numbers(numbers: RangeSlotList, wanted: int = 8) -> list[float]:
     return sorted(float(v) for v in picked)
 
 
+@functools.cache
+def number_words(value: int, language: str) -> str:
+    """A number as the understanding side reads it in words ("twenty one", not "twenty-one"; 三十二, not 叁拾贰)."""
+    texts = get_rbnf_engine(ha_language(language)).format_number(value).text_by_ruleset
+    text = texts.get("spellout-cardinal") or texts.get("spellout-numbering") or next(iter(texts.values()), "")
+    return " ".join(text.replace("-", " ").split())
+
+
 def _number_words(numbers: RangeSlotList, language: str) -> TextSlotList:
-    """A few numbers of the range, as people say them ("thirty-two" is "thirty two"; 三十二, not 叁拾贰)."""
-    engine = get_rbnf_engine(ha_language(language))
-    said: list[str] = []
-    for value in _sample_numbers(numbers):
-        if not value.is_integer():
-            continue
-        texts = engine.format_number(int(value)).text_by_ruleset
-        text = texts.get("spellout-cardinal") or texts.get("spellout-numbering") or next(iter(texts.values()), "")
-        if text:
-            said.append(text.replace("-", " "))
-    return TextSlotList.from_strings(said, allow_template=False, name=numbers.name)
+    """A few numbers of the range, as people say them."""
+    said = [number_words(int(v), language) for v in _sample_numbers(numbers) if v.is_integer()]
+    return TextSlotList.from_strings([s for s in said if s], allow_template=False, name=numbers.name)
 
 
 def _fits(context: dict[str, Any] | None, requires: dict[str, Any], excludes: dict[str, Any]) -> bool:
@@ -119,12 +120,19 @@ class _Walker:
         raise _Unspeakable(type(expression).__name__)
 
 
+def template_blocks(intents: Intents) -> list[tuple[IntentData, dict[str, Sentence]]]:
+    """Every block of sentences of ``intents`` with the expansion rules it sees (the language's and its own)."""
+    return [
+        (data, {**intents.expansion_rules, **data.expansion_rules})
+        for intent in intents.intents.values()
+        for data in intent.data
+    ]
+
+
 def _templates(intents: Intents) -> Iterator[tuple[Sentence, IntentData, dict[str, Sentence]]]:
-    for intent in intents.intents.values():
-        for data in intent.data:
-            rules = {**intents.expansion_rules, **data.expansion_rules}
-            for sentence in data.sentences:
-                yield sentence, data, rules
+    for data, rules in template_blocks(intents):
+        for sentence in data.sentences:
+            yield sentence, data, rules
 
 
 def expand_sentences(

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Sequence as Seq
 from typing import Final
 
-from hassil import IntentData, Intents, RangeSlotList, SlotList, TextSlotList, WildcardSlotList
+from hassil import RangeSlotList, SlotList, TextSlotList, WildcardSlotList
 from hassil.expression import (
     Alternative,
     Expression,
@@ -36,13 +36,12 @@ from hassil.expression import (
     TextChunk,
 )
 from hassil.intents import RangeFractionType
-from hassil.numbers import get_rbnf_engine
 from hassil.util import PUNCTUATION_STR
 
 from tosplus.services.voice.stt.text import normalize
 from tosplus.services.voice.stt.wordgraph import WordAutomaton, WordGraph
-from tosplus.services.voice.understanding.grammar import _names_for
-from tosplus.services.voice.understanding.loader import ha_language, load_intents, normalize_language
+from tosplus.services.voice.understanding.grammar import _names_for, number_words, template_blocks
+from tosplus.services.voice.understanding.loader import load_intents, normalize_language
 from tosplus.services.voice.understanding.slots import Slots, slot_lists
 
 __all__ = ["number_words", "template_graph"]
@@ -234,14 +233,6 @@ class _Compiler:
 
 
 @functools.cache
-def number_words(value: int, language: str) -> str:
-    """A number as the understanding side reads it in words ("twenty one", not "twenty-one")."""
-    texts = get_rbnf_engine(ha_language(language)).format_number(value).text_by_ruleset
-    text = texts.get("spellout-cardinal") or texts.get("spellout-numbering") or next(iter(texts.values()), "")
-    return " ".join(text.replace("-", " ").split())
-
-
-@functools.cache
 def number_graph(start: int, stop: int, step: int, fractions: str | None, language: str) -> WordGraph:
     """The numbers of a range in words, as a minimal graph (0..100 in 30-odd arcs); with ``fractions`` (hassil's
     "halves" or "tenths") also "twenty one point five", as normalize() writes 21.5."""
@@ -254,14 +245,6 @@ def number_graph(start: int, stop: int, step: int, fractions: str | None, langua
     return WordGraph.of_sentences(s.split() for s in said)
 
 
-def _blocks(intents: Intents) -> list[tuple[IntentData, dict[str, Sentence]]]:
-    return [
-        (data, {**intents.expansion_rules, **data.expansion_rules})
-        for intent in intents.intents.values()
-        for data in intent.data
-    ]
-
-
 def template_graph(language: str, slots: Slots) -> WordGraph:
     """Every sentence the intents of ``language`` accept with ``slots``' names, as a minimal word graph."""
     language = normalize_language(language)
@@ -270,7 +253,7 @@ def template_graph(language: str, slots: Slots) -> WordGraph:
     pieces = _Pieces()
     compiler = _Compiler(pieces, language)
     end = pieces.state()
-    for data, rules in _blocks(intents):
+    for data, rules in template_blocks(intents):
         local = dict(lists)
         local.update(data.slot_lists)
         names = _names_for(local.get("name"), data)
