@@ -8,6 +8,8 @@ from the same lean clients as ``sessions_scale.py``. The figure is the server's 
 stack's share of the hub's cost per frame from the relay's own. ``asyncio-protocol`` is the floor without ASGI:
 the upgrade and the frames handled by hand on an asyncio protocol (frames parsed in ``data_received`` and handed
 on at once, the TVs written once per loop pass), as a listener of the hub's own for session sockets would.
+``hub-protocol`` is what the hub runs now: uvicorn with ``tosplus.api.ws_direct`` (uncompressed paths, frames
+read by ``ws_frames``, each phone's messages handed on as the socket reads them, the TVs written without ASGI).
 
     python bench/sessions_ws_impl.py --phones 300 --tvs 10 --rate 60 --seconds 8
 """
@@ -37,13 +39,17 @@ from bench.sessions_latency import cpu_seconds
 from bench.sessions_wire import cpu_pressure_us, now_ms, wire_connect
 
 console = Console()
-IMPLEMENTATIONS = ["websockets-sansio", "websockets"]  # wsproto when installed; "asyncio-protocol": no ASGI
+IMPLEMENTATIONS = [
+    "hub-protocol",
+    "websockets-sansio",
+    "websockets",
+]  # wsproto when installed; "asyncio-protocol": no ASGI
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 
 
 class Tv:
-    def __init__(self, send: Any, batch: bool) -> None:
-        self.send, self.batch = send, batch
+    def __init__(self, send: Any, batch: bool, direct: Any = None) -> None:
+        self.send, self.batch, self.direct = send, batch, direct
         self.waiting: deque[str] = deque()
         self.ready = asyncio.Event()
 
@@ -59,7 +65,10 @@ class Tv:
                 text = '{"type":"inputs","frames":[' + ",".join(frames) + "]}"
             else:
                 text = self.waiting.popleft()
-            await self.send({"type": "websocket.send", "text": text})
+            if self.direct is not None:
+                self.direct.send_text(text)
+            else:
+                await self.send({"type": "websocket.send", "text": text})
 
 
 class RawTv(asyncio.Protocol):
@@ -165,6 +174,8 @@ def server_main(port: int, implementation: str, batch: bool, deflate: bool = Fal
         uvloop.run(bare())
         return
 
+    from tosplus.api.ws_direct import direct_of, direct_protocol
+
     tvs: list[Tv] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -172,8 +183,9 @@ def server_main(port: int, implementation: str, batch: bool, deflate: bool = Fal
             return
         await receive()
         await send({"type": "websocket.accept"})
+        direct = direct_of(scope)
         if scope["path"] == "/tv":
-            tv = Tv(send, batch)
+            tv = Tv(send, batch, direct)
             tvs.append(tv)
             writer = asyncio.get_running_loop().create_task(tv.write())
             while (await receive())["type"] != "websocket.disconnect":
@@ -181,6 +193,16 @@ def server_main(port: int, implementation: str, batch: bool, deflate: bool = Fal
             writer.cancel()
             return
         n = int(scope["path"].rsplit("/", 1)[1])
+        if direct is not None:
+
+            def on_frame(text: str | bytes) -> None:
+                tv = tvs[n % len(tvs)]
+                tv.waiting.append(text if isinstance(text, str) else text.decode())
+                tv.ready.set()
+
+            direct.take(on_frame)
+            await receive()  # the end of the connection
+            return
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -194,7 +216,7 @@ def server_main(port: int, implementation: str, batch: bool, deflate: bool = Fal
             app,
             log_level="warning",
             lifespan="off",
-            ws=implementation,  # type: ignore[arg-type]
+            ws=direct_protocol(uncompressed=("/in/", "/tv")) if implementation == "hub-protocol" else implementation,  # type: ignore[arg-type]
             ws_per_message_deflate=deflate,
         )
         sock = socket.socket()

@@ -57,6 +57,10 @@ async def test_frames_reach_the_screen_in_order_and_the_newest_wins(living_room:
         assert await link.send_input(0b101, [1.0, 0.25]) == 1  # the SDK counts from 1: stale here
         await eventually(lambda: len(got) == 4)
         assert (await stats(link))["stale"] == 4
+        # the hub's own WebSocket protocol hands both sides' messages to the relay as the socket reads them
+        sessions = room.hub.hub.sessions
+        for side in (sessions.controllers[session.session_id], sessions.screens[room.tv["id"]]):
+            assert side.link.direct is not None and side.link.direct.handler is not None
         await asyncio.sleep(0.1)
     assert [f["seq"] for f in got] == [1, 2, 3, 5]
     last = got[-1]

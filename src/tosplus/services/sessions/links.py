@@ -10,6 +10,10 @@ writer runs as one message, ``{"type": "inputs", "frames": [...]}``, instead of 
 send (ASGI layers, framing, a socket write) costs the hub more than relaying the frame itself, and under load
 many frames wait at once. Frames are kept as JSON text, so a batch is a join, not a second encoding.
 
+Where the hub's WebSocket protocol offers its direct path (``tosplus.api.ws_direct``), the writer writes each
+message to the socket itself instead of through ASGI's ``send`` (and waits only while the socket's write
+buffer is full).
+
 A side that does not read what it is sent fills its queue; it is then disconnected (``4408``) rather than the
 hub buffering without bound or the sender waiting.
 """
@@ -23,6 +27,8 @@ from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket
+
+from tosplus.api.ws_direct import direct_of
 
 QUEUE = 512
 _CLOSE = object()
@@ -41,6 +47,7 @@ class Latest:
 class WsLink:
     def __init__(self, websocket: WebSocket, queue: int = QUEUE, *, batch: bool = False) -> None:
         self.websocket = websocket
+        self.direct = direct_of(websocket.scope)
         self.batch = batch
         self.closed = False
         self.close_code = 1000
@@ -89,7 +96,7 @@ class WsLink:
         return True
 
     async def _write(self) -> None:
-        items, ready, websocket = self._queue, self._ready, self.websocket
+        items, ready, websocket, direct = self._queue, self._ready, self.websocket, self.direct
         try:
             while True:
                 if not items:
@@ -107,7 +114,14 @@ class WsLink:
                     if text is None:
                         continue
                     item = text
-                await websocket.send_text(item)
+                if direct is None:
+                    await websocket.send_text(item)
+                    continue
+                if not direct.writable:
+                    await direct.wait_writable()
+                if not direct.send_text(item):
+                    self.closed = True
+                    return
         except Exception:  # the peer is gone: the reader notices and detaches
             self.closed = True
 

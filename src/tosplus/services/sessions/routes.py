@@ -313,10 +313,30 @@ async def _pump(
     websocket: WebSocket, link: WsLink, handle: Callable[[dict[str, Any], int], None], max_size: int = 0
 ) -> None:
     """``handle(JSON object, its size)`` for each message until the peer (or the hub) closes the connection;
-    messages over ``max_size`` (when given) are refused unread. A plain loop, no generator: it runs for every
-    game-pad frame."""
+    messages over ``max_size`` (when given) are refused unread. Where the server offers its direct path, the
+    messages are handled as the socket reads them (no task wake-up per game-pad frame) and this only waits
+    for the end; else a plain loop over ``receive``."""
+
+    def on_message(raw: str | bytes) -> None:
+        if link.closed:
+            return
+        if max_size and len(raw) > max_size:
+            link.send({"type": "error", "for": "message", "detail": f"messages are at most {max_size} bytes"})
+            return
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            link.send({"type": "error", "detail": "messages are JSON objects"})
+            return
+        if type(doc) is dict:
+            handle(doc, len(raw))
+        else:
+            link.send({"type": "error", "detail": "messages are JSON objects"})
+
     receive = websocket.receive
-    while not link.closed:
+    if link.direct is not None:
+        link.direct.take(on_message)
+    while not link.closed or link.direct is not None:
         try:
             message = await receive()
         except (WebSocketDisconnect, RuntimeError):
@@ -324,19 +344,7 @@ async def _pump(
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
-        raw = text if text is not None else message.get("bytes") or b""
-        if max_size and len(raw) > max_size:
-            link.send({"type": "error", "for": "message", "detail": f"messages are at most {max_size} bytes"})
-            continue
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            link.send({"type": "error", "detail": "messages are JSON objects"})
-            continue
-        if type(doc) is dict:
-            handle(doc, len(raw))
-        else:
-            link.send({"type": "error", "detail": "messages are JSON objects"})
+        on_message(text if text is not None else message.get("bytes") or b"")
 
 
 async def _until_closed(websocket: WebSocket, link: WsLink) -> None:
