@@ -12,7 +12,7 @@ import pytest
 
 from tosplus.services.voice.evaluate_text import load_test_set
 from tosplus.services.voice.stt import Grammar, normalize
-from tosplus.services.voice.stt.sphinx import SphinxEngine
+from tosplus.services.voice.stt.sphinx import DEFAULT_THRESHOLD, SphinxEngine
 from tosplus.services.voice.stt.wordgraph import WordAutomaton, WordGraph
 from tosplus.services.voice.tts import EspeakTTS
 from tosplus.services.voice.understanding import DeviceName, SceneName, Slots, expand_sentences, recognize
@@ -151,8 +151,10 @@ async def test_the_default_engine_hears_a_phrasing_sampling_missed(big_graph: Wo
     tts = EspeakTTS()
     for text in ("turn on the living room light", "set the bedroom lights to fifty percent"):
         transcript = await engine.transcribe((await tts.synthesize(text, language="en-us")).audio, grammar=grammar)
-        # found in a grammar of 30,000 arcs; its margin is near the threshold here (10 to 12), so only the
-        # sentence found is asserted (the pipeline tests assert acceptance for a smaller home)
-        assert transcript.best_guess == text and transcript.score is not None and transcript.score > 8
+        # found in a grammar of 30,000 arcs; its score may be near the threshold here, so only the sentence found
+        # and a score well above the out-of-domain ones (below -40 mostly) are asserted
+        assert (
+            transcript.best_guess == text and transcript.score is not None and transcript.score > DEFAULT_THRESHOLD - 10
+        )
     pizza = await engine.transcribe((await tts.synthesize("order a pizza", language="en-us")).audio, grammar=grammar)
     assert pizza.text == "" and grammar.allows(pizza.best_guess)  # the closest sentence, rejected

@@ -12,17 +12,16 @@ cannot be pronounced are left out (listed in :attr:`CompiledGrammar.dropped`, or
 :attr:`CompiledGrammar.unpronounceable`). Compiled grammars are cached by content key, and each decoder keeps
 the searches of the grammars it has used, so a request does not rebuild anything.
 
-Rejection: the same audio is decoded a second time with the general English trigram model. Speech that is
-one of the sentences scores about as well through the grammar as through free English (usually better: the
-grammar leaves no room for the wrong words); speech that is not ("order a pizza", "turn on the washing
-machine") is forced through words it does not contain and scores far worse than free English, which finds
-what was really said. The per-frame difference of the two path scores is the margin: the transcript is
-accepted when the grammar search ended a sentence and the margin is at least ``threshold``; ``confidence``
-is a logistic function of the margin (0.5 at the threshold). Margins depend on the grammar's size, so there
-are two thresholds, both set on the synthesised set of seed 1 (560 utterances; BENCHMARKS.md has the figures on
-other seeds): 10 for the hub's grammars compiled from the templates (with and without noise, at most 2 of 240
-out-of-domain utterances reached it), and 17 for a grammar given as a short list of sentences (867 of them:
-no out-of-domain utterance reached it with pink noise at 15 dB).
+Rejection: the same audio is decoded twice more, with the general English trigram model and with a phone loop
+(:mod:`.sphinx_confidence`). Speech that is one of the sentences scores about as well through the grammar as
+through free English and free phones; speech that is not ("order a pizza", "turn on the washing machine") is
+forced through words it does not contain and scores far worse. For a grammar compiled from the templates (a
+word graph) the transcript is accepted when the grammar search ended a sentence and the combined score of
+:func:`.sphinx_confidence.combined` is at least ``threshold`` (-20, set on the synthesised development sets of
+seeds 11 and 23: 1 of 240 out-of-domain utterances reached it); for a grammar given as a short list of sentences
+the per-frame English margin alone is used, accepted from ``list_threshold`` (17: no out-of-domain utterance of
+seed 1 reached it with pink noise at 15 dB). ``confidence`` is a logistic function of the score (0.5 at the
+threshold).
 
 Streaming: pocketsphinx holds the GIL while it decodes, so audio goes in small blocks (a tenth of a second of
 speech costs about 20 ms), either as it arrives (:meth:`SphinxEngine.open_stream`: the work is done while
@@ -50,14 +49,15 @@ from tosplus.errors import InvalidInput, RateLimited
 from ..audio import SAMPLE_RATE, Audio
 from . import Grammar, Transcript
 from .g2p import pronounce
+from .sphinx_confidence import measures, new_phone_decoder, segments
 from .text import normalize
 from .wordgraph import WordGraph
 
 __all__ = ["DEFAULT_THRESHOLD", "LIST_THRESHOLD", "CompiledGrammar", "SphinxEngine", "SphinxStream"]
 
-DEFAULT_THRESHOLD: Final = 10.0  # grammar-vs-English margin (decoder log units per 10 ms frame), template graphs
-LIST_THRESHOLD: Final = 17.0  # the same for a grammar given as a list of sentences (smaller: higher margins)
-_SCALE: Final = 2.0  # margin units for one e-fold of the logistic confidence
+DEFAULT_THRESHOLD: Final = -20.0  # combined score (.sphinx_confidence, log units per frame), template graphs
+LIST_THRESHOLD: Final = 17.0  # grammar-vs-English margin for a grammar given as a list of sentences
+_SCALE: Final = 2.0  # margin units for one e-fold of the logistic confidence (the combined score: twice that)
 _PAD_S: Final = 0.25  # quiet added either side: the grammar search needs silence to enter and leave
 _PAD_FRAMES: Final = 2 * round(_PAD_S * 100)  # the decoder makes 100 frames a second
 _BLOCK: Final = SAMPLE_RATE // 10  # samples decoded per call (0.1 s)
@@ -93,11 +93,13 @@ class CompiledGrammar:
 
 
 class _Pair:
-    """Two decoders (not thread-safe): one for grammars (it keeps their searches), one for free English."""
+    """Three decoders (not thread-safe): one for grammars (it keeps their searches), one for free English, one
+    phone loop (:mod:`.sphinx_confidence`)."""
 
     def __init__(self, max_grammars: int) -> None:
         self.grammar = _new_decoder(lm=False)
         self.english = _new_decoder(lm=True)
+        self.phones = new_phone_decoder(_model_dir(), SAMPLE_RATE, _CMN_START)
         self.searches: OrderedDict[str, None] = OrderedDict()
         self.max_grammars = max_grammars
 
@@ -123,7 +125,7 @@ class SphinxStream:
     """One utterance being decoded as it arrives. Obtain from :meth:`SphinxEngine.open_stream`.
 
     ``await feed(chunk)`` as audio comes (16 kHz mono int16, any size), then ``await finish()`` at the end of
-    speech for the :class:`Transcript`, or ``await cancel()``. Each stream holds a pair of decoders until then;
+    speech for the :class:`Transcript`, or ``await cancel()``. Each stream holds a set of decoders until then;
     ``async with`` cancels a stream left unfinished.
     """
 
@@ -140,6 +142,7 @@ class SphinxStream:
         if grammar is not None:
             pair.use(grammar)
             pair.grammar.start_utt()
+            pair.phones.start_utt()
         pair.english.start_utt()
         self._process(np.zeros(round(_PAD_S * SAMPLE_RATE), np.int16))
         self._decode_s += time.perf_counter() - started
@@ -191,6 +194,9 @@ class SphinxStream:
                 if self._grammar is None:
                     return self._transcript(english_text, 0.0, english_text, started, free=True)
                 words, score, frames = _end(pair.grammar)
+                pair.phones.end_utt()
+                path = segments(pair.grammar) if not self._grammar.sentence_of else []
+                phones = segments(pair.phones) if path else []
             finally:
                 self._pair = None
                 self._engine._release(pair)
@@ -199,6 +205,11 @@ class SphinxStream:
             return self._transcript("", -math.inf, words, started)
         # per frame of the audio given (not of the quiet added around it, which scores alike in both searches)
         margin = (score - english) / max(frames - _PAD_FRAMES, 1) if english > _ZERO else math.inf
+        if path and math.isfinite(margin):  # a graph from the templates: the combined measure
+            found = measures(path, phones, margin, frames, frames - _PAD_FRAMES)
+            margin = found.score if found is not None else -math.inf
+            if margin == -math.inf:
+                return self._transcript("", margin, sentence, started)
         accepted = margin >= self._threshold
         return self._transcript(sentence if accepted else "", margin, sentence, started)
 
@@ -214,7 +225,8 @@ class SphinxStream:
         elif margin == -math.inf:
             confidence = 0.0
         else:
-            z = (margin - self._threshold) / _SCALE
+            listed = self._grammar is not None and bool(self._grammar.sentence_of)
+            z = (margin - self._threshold) / (_SCALE if listed else 2 * _SCALE)
             confidence = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         return Transcript(
             text=text,
@@ -246,13 +258,14 @@ class SphinxStream:
         pcm = np.clip(x, -32768, 32767).astype("<i2").tobytes()
         if self._grammar is not None:
             self._pair.grammar.process_raw(pcm, False, False)
+            self._pair.phones.process_raw(pcm, False, False)
         self._pair.english.process_raw(pcm, False, False)
 
     def _close(self) -> None:
         with self._lock:
             pair, self._pair = self._pair, None
         if pair is not None:
-            for d in (pair.grammar, pair.english):
+            for d in (pair.grammar, pair.english, pair.phones):
                 with contextlib.suppress(RuntimeError):
                     d.end_utt()
             self._engine._release(pair)
@@ -261,10 +274,11 @@ class SphinxStream:
 class SphinxEngine:
     """pocketsphinx (US English) with grammars and out-of-domain rejection.
 
-    ``threshold``: margin below which speech is rejected (lower accepts more) with a grammar compiled from the
-    templates (a word graph); ``list_threshold``: the same with a grammar given as a list of sentences.
-    ``streams``: utterances decoded at once (each holds two decoders, 125 MB together: two copies of the
-    acoustic model and the dictionary, and the English trigram model); more wait.
+    ``threshold``: combined score (:mod:`.sphinx_confidence`) below which speech is rejected (lower accepts more)
+    with a grammar compiled from the templates (a word graph); ``list_threshold``: the English margin below
+    which speech is rejected with a grammar given as a list of sentences.
+    ``streams``: utterances decoded at once (each holds three decoders, about 155 MB together: three copies of
+    the acoustic model, the dictionary, the English trigram model and the phone model); more wait.
     ``max_grammars``: compiled grammars kept. ``pronounce_missing``: ask espeak-ng for words the dictionary lacks.
     ``wait_s``: how long a request waits for a free pair before it is refused (:class:`RateLimited`).
     """
