@@ -138,12 +138,13 @@ async def test_the_event_loop_stays_free_while_decoding(engine: SphinxEngine) ->
 
 @needs_espeak
 async def test_synthesised_set_small(engine: SphinxEngine) -> None:
-    """20 commands x 2 voices with pink noise at 20 dB, and out-of-domain speech: >= 95 % exact, none accepted."""
+    """12 commands x 2 voices with pink noise at 20 dB, and out-of-domain speech: >= 95 % exact, none accepted.
+    (Speeds are measured by bench/voice.py, not here.)"""
     grammar_sentences = synth_set.home_grammar()
-    commands = synth_set.sample_commands(20, seed=5)
+    commands = synth_set.sample_commands(12, seed=5)
     utterances = await synth_set.render(
         commands,
-        out_of_domain=synth_set.OUT_OF_DOMAIN[::3],
+        out_of_domain=synth_set.OUT_OF_DOMAIN[::6],
         voices=("en-us", "en-gb+f2"),
         noise="pink",
         snr_db=20.0,
@@ -151,12 +152,10 @@ async def test_synthesised_set_small(engine: SphinxEngine) -> None:
     )
     report = await evaluate(engine, utterances, grammar=Grammar.of(grammar_sentences))
     summary = report.summary()
-    assert summary["commands"] == 40 and summary["out_of_domain"] == 20
+    assert summary["commands"] == 24 and summary["out_of_domain"] == 2 * len(synth_set.OUT_OF_DOMAIN[::6])
     assert summary["exact"] >= 0.95, report.mistakes()
     assert summary["ood_accepted"] == 0, report.mistakes()
     assert summary["wer"] <= 0.05
-    assert summary["rtf"] < 0.5
-    assert summary["latency_p95_s"] < 1.0  # 0.45 s here: 300 ms of silence, the detector's lag, the last decode
 
 
 async def test_streams_are_bounded_and_released() -> None:
