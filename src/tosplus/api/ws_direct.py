@@ -71,12 +71,8 @@ class Direct:
         """Write ``text`` as one message now; ``False`` when the connection can no longer take it."""
         return self._protocol.write_text(text)
 
-    @property
-    def writable(self) -> bool:
-        """Whether the socket's write buffer is below its high-water mark (else wait for ``wait_writable``)."""
-        return self._protocol.writable.is_set()
-
     async def wait_writable(self) -> None:
+        """Until the socket's write buffer is below its high-water mark (at once when it is)."""
         await self._protocol.writable.wait()
 
 

@@ -117,8 +117,7 @@ class WsLink:
                 if direct is None:
                     await websocket.send_text(item)
                     continue
-                if not direct.writable:
-                    await direct.wait_writable()
+                await direct.wait_writable()
                 if not direct.send_text(item):
                     self.closed = True
                     return
