@@ -15,7 +15,7 @@ from tosplus.services.voice.stt import Grammar, normalize
 from tosplus.services.voice.stt.sphinx import DEFAULT_THRESHOLD, SphinxEngine
 from tosplus.services.voice.stt.wordgraph import WordAutomaton, WordGraph
 from tosplus.services.voice.tts import EspeakTTS
-from tosplus.services.voice.understanding import DeviceName, SceneName, Slots, expand_sentences, recognize
+from tosplus.services.voice.understanding import DeviceName, MerchantName, SceneName, Slots, expand_sentences, recognize
 from tosplus.services.voice.understanding.speech_graph import number_graph, template_graph
 
 DATA = Path(__file__).parent / "data"
@@ -131,6 +131,20 @@ def test_the_grammar_follows_the_homes_names(big_graph: WordGraph) -> None:
     assert _has(graph, "turn on the reading lamp") and not _has(graph, "turn on the garage heater")
     with_digits = Slots(rooms=("Den",), devices=(DeviceName("d1", "Samsung 55", "Den", "tv"),))
     assert not any("55" in w for w in template_graph("en", with_digits).vocabulary)  # nobody says a digit
+
+
+def test_a_price_with_cents_is_a_path_as_it_is_read_aloud() -> None:
+    """The typed form's decimal point is no word: "9.9" is heard as "nine point nine" and understood as 9.90."""
+    shop = Slots(rooms=("Den",), merchants=(MerchantName("m1", "Corner Coffee", "CNY"),))
+    graph = template_graph("en", shop)
+    for said, cents in (
+        ("pay nine point nine yuan to corner coffee", 90),
+        ("pay twelve point zero five dollars to corner coffee", 5),
+    ):
+        found = recognize(said, "en", shop)
+        assert _has(graph, said) and found is not None and found.slots["cents"] == cents
+    assert _has(graph, normalize("pay 9.9 yuan to corner coffee"))
+    assert not _has(graph, "pay nine point yuan to corner coffee")
 
 
 def test_a_home_of_fifty_devices_compiles_in_a_second_or_two() -> None:

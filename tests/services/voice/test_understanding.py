@@ -45,6 +45,21 @@ HOME = Slots(
             "TosPay",
             {"amount": 30, "currency": "CNY", "merchant": "Corner Coffee"},
         ),
+        (
+            "pay nine point nine yuan to corner coffee",  # a price read aloud: cents digit by digit after "point"
+            "TosPay",
+            {"amount": 9, "cents": 90, "currency": "CNY", "merchant": "Corner Coffee"},
+        ),
+        (
+            "pay 9.9 yuan to corner coffee",
+            "TosPay",
+            {"amount": 9, "cents": 90, "currency": "CNY", "merchant": "Corner Coffee"},
+        ),
+        (
+            "send twelve point zero five dollars to corner coffee",
+            "TosPay",
+            {"amount": 12, "cents": 5, "currency": "USD", "merchant": "Corner Coffee"},
+        ),
         ("play channel five on the TV", "TosSetChannel", {"channel": 5, "name": "TV"}),
         ("run movie night", "TosRunScene", {"scene": "Movie night"}),
         ("what is the temperature in the kitchen", "HassClimateGetTemperature", {"area": "Kitchen"}),

@@ -71,6 +71,18 @@ _DECIMALS = TextSlotList(
     values=[TextSlotValue(TextChunk(f"{n:02d}"), n) for n in range(100)]
     + [TextSlotValue(TextChunk(str(n)), n * 10) for n in range(10)],
 )
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# The same spoken, digit by digit after "point" ("nine point nine" is 9.90, "twelve point zero five" 12.05): how
+# people read a price aloud, and all a speech engine's grammar can hear (it has no decimal point symbol).
+_SPOKEN_DECIMALS = TextSlotList(
+    name="decimal_words",
+    values=[TextSlotValue(TextChunk(_DIGIT_WORDS[n]), n * 10) for n in range(10)]
+    + [
+        TextSlotValue(TextChunk(f"{_DIGIT_WORDS[a]} {_DIGIT_WORDS[b]}"), 10 * a + b)
+        for a in range(10)
+        for b in range(10)
+    ],
+)
 
 
 def _catalogue_apps() -> tuple[tuple[str, str], ...]:
@@ -220,6 +232,7 @@ def slot_lists(slots: Slots, language: str) -> dict[str, SlotList]:
         "app": TextSlotList(name="app", values=_values(apps)),
         "game": TextSlotList(name="game", values=_values(games)),
         "decimal": _DECIMALS,
+        "decimal_words": _SPOKEN_DECIMALS,
     }
 
 
