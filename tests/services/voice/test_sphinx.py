@@ -17,7 +17,7 @@ from tosplus.services.voice.stt import Grammar, SpeechToText, StreamingSpeechToT
 from tosplus.services.voice.stt.g2p import ipa_to_arpabet
 from tosplus.services.voice.stt.sphinx import SphinxEngine
 from tosplus.services.voice.stt.text import normalize, number_words
-from tosplus.services.voice.stt.wordgraph import word_graph
+from tosplus.services.voice.stt.wordgraph import WordGraph, word_graph
 from tosplus.services.voice.tts import EspeakTTS
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -68,6 +68,17 @@ def test_word_graph_is_minimal_and_exact() -> None:
     assert accepted == {" ".join(s) for s in sentences}
 
 
+def test_a_grammar_restricted_to_some_sentences_keeps_their_weights() -> None:
+    graph = WordGraph.of_sentences(s.split() for s in ["turn on the light", "turn off the light", "turn on the fan"])
+    whole, _, final = graph.fsg()
+    some, start, end = graph.fsg_of([["turn", "on", "the", "fan"], ["turn", "off", "the", "light"]])
+    assert (start, end) == (0, final) and set(some) < set(whole)  # the same transitions, the same probabilities
+    assert {w for *_, w in some} == {"turn", "on", "off", "the", "fan", "light", None}
+    assert len([t for t in some if t[3] == "the"]) == 2  # "on the" and "off the" lead on differently
+    with pytest.raises(ValueError, match="not a sentence"):
+        graph.fsg_of([["turn", "on"]])
+
+
 def test_letter_to_sound_mapping() -> None:
     assert ipa_to_arpabet("kˈɪt‍ʃən") == "K IH CH AH N"  # noqa: RUF001
     assert ipa_to_arpabet("zˌa‍ɪəˈo‍ʊmi") == "Z AY AH OW M IY"  # noqa: RUF001
@@ -110,6 +121,18 @@ async def test_commands_decode_to_their_sentence_and_out_of_domain_is_rejected(e
         transcript = await engine.transcribe(speech.audio, grammar=grammar)
         assert transcript.text == "", said
         assert transcript.confidence < 0.5
+
+
+@needs_espeak
+async def test_the_decoder_chooses_between_rival_sentences_as_the_grammar_weights_them(engine: SphinxEngine) -> None:
+    """The diagnosis of bench/voice_ceiling.py: with only two sentences competing, the one said wins."""
+    grammar = Grammar.of(SENTENCES)
+    rivals = ["turn on the kitchen light", "turn off the kitchen light"]
+    for said in rivals:
+        speech = await EspeakTTS().synthesize(said, language="en-us")
+        assert engine.prefer(speech.audio, grammar, rivals) == said
+    transcript = await engine.transcribe(speech.audio, grammar=grammar)  # the whole grammar is back in place
+    assert transcript.text == "turn off the kitchen light"
 
 
 @needs_espeak

@@ -38,6 +38,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -111,9 +112,7 @@ class _Pair:
             new = [(w, p) for w, p in grammar.new_words.items() if d.lookup_word(w) is None]
             for i, (word, phones) in enumerate(new):
                 d.add_word(word, phones, i == len(new) - 1)
-            transitions, start, final = grammar.graph.fsg()
-            arcs = [t if t[3] is not None else t[:3] for t in transitions]  # 3-tuples: empty transitions
-            d.add_fsg(grammar.search, d.create_fsg(grammar.search, start, final, arcs))
+            _add_fsg(d, grammar.search, *grammar.graph.fsg())
             self.searches[grammar.search] = None
             while len(self.searches) > self.max_grammars:
                 old, _ = self.searches.popitem(last=False)
@@ -341,6 +340,33 @@ class SphinxEngine:
         stream.feed_sync(audio.samples)
         return stream.finish_sync()
 
+    def prefer(self, audio: Audio, grammar: Grammar, sentences: Sequence[str]) -> str:
+        """Which of ``sentences`` (normalised words, paths of ``grammar``) the decoder answers for ``audio`` when
+        only they compete, weighted as in the whole grammar ("" when the search ends in none). A diagnosis: when
+        the right sentence wins here but not in the whole grammar, the search lost it; when the wrong one still
+        wins, the acoustic model prefers it."""
+        compiled = self.compile(grammar)
+        transitions, start, final = compiled.graph.fsg_of([s.split() for s in sentences])
+        pair = self._acquire()
+        try:
+            pair.use(compiled)  # its words
+            d, search = pair.grammar, "contest"
+            _add_fsg(d, search, transitions, start, final)
+            d.activate_search(search)
+            try:
+                d.start_utt()
+                quiet = np.zeros(round(_PAD_S * SAMPLE_RATE), np.int16)
+                samples = np.concatenate([quiet, audio.samples, quiet]).astype(np.float32)
+                samples += np.random.default_rng(0).normal(0.0, _DITHER, len(samples)).astype(np.float32)
+                d.process_raw(np.clip(samples, -32768, 32767).astype("<i2").tobytes(), False, True)
+                words, _, _ = _end(d)
+            finally:
+                d.activate_search(compiled.search)
+                d.remove_search(search)
+        finally:
+            self._release(pair)
+        return words
+
     async def prepare(self, grammar: Grammar) -> CompiledGrammar:
         """Compile a grammar ahead of its first utterance and load it into every idle decoder."""
         return await asyncio.to_thread(self._prepare_sync, grammar)
@@ -435,6 +461,11 @@ class SphinxEngine:
 def _check_language(language: str) -> None:
     if language.split("-")[0].lower() != "en":
         raise InvalidInput(f"pocketsphinx understands English only, not {language!r}")
+
+
+def _add_fsg(decoder: Any, name: str, transitions: list[Any], start: int, final: int) -> None:
+    arcs = [t if t[3] is not None else t[:3] for t in transitions]  # 3-tuples: empty transitions
+    decoder.add_fsg(name, decoder.create_fsg(name, start, final, arcs))
 
 
 def _end(decoder: Any) -> tuple[str, int, int]:

@@ -208,6 +208,24 @@ class WordGraph:
                 transitions.append((state, final, 1.0 / n, None))
         return transitions, 0, final
 
+    def fsg_of(self, sentences: Iterable[Sequence[str]]) -> tuple[list[Transition], int, int]:
+        """:meth:`fsg` with only the paths of ``sentences`` (each must be accepted), every transition weighted as
+        in the whole graph: the decoder then chooses among these sentences as the whole grammar would score them,
+        which tells a search that lost the right sentence from an acoustic model that prefers another."""
+        final = self.states
+        chosen: dict[tuple[int, int, str | None], float] = {}
+        for words in sentences:
+            if not self.accepts(words):
+                raise ValueError(f"not a sentence of the graph: {' '.join(words)!r}")
+            state = 0
+            for w in [*words, None]:
+                arcs = self._out[state]
+                share = 1.0 / (len(arcs) + (1 if state in self.finals else 0))
+                target = arcs[w] if w is not None else final
+                chosen[(state, target, w)] = share
+                state = target
+        return [(a, b, p, w) for (a, b, w), p in chosen.items()], 0, final
+
 
 def word_graph(sentences: list[list[str]]) -> tuple[list[Transition], int, int]:
     """A minimal acyclic word graph accepting exactly ``sentences``: (transitions, start state, final state)."""
