@@ -361,6 +361,8 @@ class SphinxEngine:
                 d.process_raw(np.clip(samples, -32768, 32767).astype("<i2").tobytes(), False, True)
                 words, _, _ = _end(d)
             finally:
+                with contextlib.suppress(RuntimeError):  # an utterance left open by an error
+                    d.end_utt()
                 d.activate_search(compiled.search)
                 d.remove_search(search)
         finally:
