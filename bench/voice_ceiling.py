@@ -32,7 +32,7 @@ from rich.table import Table
 
 from tosplus.services.voice.cli import BUILT_IN_HOME, _grammar, _load_home
 from tosplus.services.voice.evaluate_audio import from_folder
-from tosplus.services.voice.evaluate_text import same_slots
+from tosplus.services.voice.evaluate_intents import same_meaning
 from tosplus.services.voice.stt.sphinx import SphinxEngine
 from tosplus.services.voice.stt.text import normalize
 from tosplus.services.voice.understanding import Slots, recognize
@@ -41,18 +41,12 @@ KINDS = ("accepted", "rejected though right", "search lost it", "model prefers a
 CONTEXT_S = 0.3  # audio kept either side of the detected speech, as the detector hands it over
 
 
-def same_meaning(expected: str, heard: str, slots: Slots) -> bool:
-    a = recognize(expected, "en", slots) if expected else None
-    b = recognize(heard, "en", slots) if heard else None
-    return a is not None and b is not None and a.intent == b.intent and same_slots(a.slots, b.slots)
-
-
 def classify(engine: SphinxEngine, grammar: Any, graph: Any, slots: Slots, audio: Any, expected: str) -> dict[str, Any]:
     transcript = engine.decode(audio, grammar)
     best, reference = transcript.best_guess, normalize(expected)
     row: dict[str, Any] = {"expected": reference, "best": best, "heard": transcript.text}
-    if same_meaning(reference, best, slots):
-        row["kind"] = KINDS[0] if same_meaning(reference, transcript.text, slots) else KINDS[1]
+    if same_meaning(reference, best, "en", slots):
+        row["kind"] = KINDS[0] if same_meaning(reference, transcript.text, "en", slots) else KINDS[1]
     elif not graph.accepts(reference.split()):
         row["kind"] = KINDS[4]
     else:

@@ -96,6 +96,11 @@ def _meaning(text: str, language: str, slots: Slots) -> dict[str, Any] | None:
     return {"intent": found.intent, "slots": found.slots} if found else None
 
 
+def same_meaning(expected: str, heard: str, language: str, slots: Slots) -> bool:
+    """Whether ``heard`` means what ``expected`` means (intent and every slot) with ``slots``."""
+    return Outcome("", _meaning(expected, language, slots), _meaning(heard, language, slots), True).exact
+
+
 def score_intents(results: Iterable[Result], language: str, slots: Slots) -> IntentReport:
     """Understand every reference and every transcript with ``slots`` and compare them."""
     report = IntentReport()

@@ -253,8 +253,7 @@ class SphinxStream:
         # A noise floor like a microphone's: digital silence (synthesised or gated audio) wrecks the log-energy
         # features and the running cepstral mean (the grammar search then often stops inside a sentence). With
         # -78 dBFS of dither, clean synthesised commands came out 49/60 exact; with -50 dBFS, 56/60.
-        x = samples.astype(np.float32) + self._rng.normal(0.0, _DITHER, len(samples)).astype(np.float32)
-        pcm = np.clip(x, -32768, 32767).astype("<i2").tobytes()
+        pcm = _dithered(samples, self._rng)
         if self._grammar is not None:
             self._pair.grammar.process_raw(pcm, False, False)
             self._pair.phones.process_raw(pcm, False, False)
@@ -356,13 +355,15 @@ class SphinxEngine:
             try:
                 d.start_utt()
                 quiet = np.zeros(round(_PAD_S * SAMPLE_RATE), np.int16)
-                samples = np.concatenate([quiet, audio.samples, quiet]).astype(np.float32)
-                samples += np.random.default_rng(0).normal(0.0, _DITHER, len(samples)).astype(np.float32)
-                d.process_raw(np.clip(samples, -32768, 32767).astype("<i2").tobytes(), False, True)
+                d.process_raw(
+                    _dithered(np.concatenate([quiet, audio.samples, quiet]), np.random.default_rng(0)), False, True
+                )
                 words, _, _ = _end(d)
-            finally:
-                with contextlib.suppress(RuntimeError):  # an utterance left open by an error
+            except BaseException:
+                with contextlib.suppress(RuntimeError):  # an utterance left open by the error
                     d.end_utt()
+                raise
+            finally:
                 d.activate_search(compiled.search)
                 d.remove_search(search)
         finally:
@@ -463,6 +464,12 @@ class SphinxEngine:
 def _check_language(language: str) -> None:
     if language.split("-")[0].lower() != "en":
         raise InvalidInput(f"pocketsphinx understands English only, not {language!r}")
+
+
+def _dithered(samples: npt.NDArray[np.int16], rng: np.random.Generator) -> bytes:
+    """The samples with the noise floor added (see :meth:`SphinxStream._process`), as the decoder's PCM."""
+    x = samples.astype(np.float32) + rng.normal(0.0, _DITHER, len(samples)).astype(np.float32)
+    return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
 
 def _add_fsg(decoder: Any, name: str, transitions: list[Any], start: int, final: int) -> None:

@@ -202,11 +202,15 @@ class WordGraph:
         final = self.states
         transitions: list[Transition] = []
         for state, arcs in enumerate(self._out):
-            n = len(arcs) + (1 if state in self.finals else 0)
-            transitions.extend((state, target, 1.0 / n, w) for w, target in sorted(arcs.items()))
+            share = self._share(state)
+            transitions.extend((state, target, share, w) for w, target in sorted(arcs.items()))
             if state in self.finals:
-                transitions.append((state, final, 1.0 / n, None))
+                transitions.append((state, final, share, None))
         return transitions, 0, final
+
+    def _share(self, state: int) -> float:
+        """The probability of each way out of ``state`` (its arcs, and ending there when it may)."""
+        return 1.0 / (len(self._out[state]) + (1 if state in self.finals else 0))
 
     def fsg_of(self, sentences: Iterable[Sequence[str]]) -> tuple[list[Transition], int, int]:
         """:meth:`fsg` with only the paths of ``sentences`` (each must be accepted), every transition weighted as
@@ -219,10 +223,8 @@ class WordGraph:
                 raise ValueError(f"not a sentence of the graph: {' '.join(words)!r}")
             state = 0
             for w in [*words, None]:
-                arcs = self._out[state]
-                share = 1.0 / (len(arcs) + (1 if state in self.finals else 0))
-                target = arcs[w] if w is not None else final
-                chosen[(state, target, w)] = share
+                target = self._out[state][w] if w is not None else final
+                chosen[(state, target, w)] = self._share(state)
                 state = target
         return [(a, b, p, w) for (a, b, w), p in chosen.items()], 0, final
 
